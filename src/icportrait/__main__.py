@@ -1,0 +1,5 @@
+import sys
+
+from icportrait.cli import main
+
+sys.exit(main())
