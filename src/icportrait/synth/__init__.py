@@ -1,0 +1,1 @@
+"""Synthetic view-consistent profile data: heads, cameras, lights, renderers."""

@@ -1,0 +1,38 @@
+"""Shared fixtures: the public-domain portraits that ship in packages, and the slow marker."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("GLOG_minloglevel", "2")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--runslow", action="store_true", help="also run tests marked slow")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--runslow") or "slow" in (config.getoption("-m") or ""):
+        return
+    skip = pytest.mark.skip(reason="slow: run with --runslow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def astronaut() -> np.ndarray:
+    from icportrait.samples import load_sample
+
+    return load_sample("astronaut")
+
+
+@pytest.fixture(scope="session")
+def grace_hopper() -> np.ndarray:
+    from icportrait.samples import load_sample
+
+    return load_sample("grace_hopper")

@@ -1,0 +1,111 @@
+"""The `icportrait` command, run in-process and (once) as a real subprocess."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from icportrait.cli import main
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory, astronaut, grace_hopper):
+    d = tmp_path_factory.mktemp("photos")
+    Image.fromarray(astronaut).save(d / "astronaut.png")
+    Image.fromarray(grace_hopper).save(d / "grace.jpg", quality=92)
+    Image.fromarray(np.full((128, 128, 3), 180, np.uint8)).save(d / "wall.png")
+    (d / "notes.jpg").write_text("not a picture")
+    (d / "empty.png").write_bytes(b"")
+    return d
+
+
+@pytest.mark.parametrize(
+    "argv", [["--help"], ["faces", "--help"], ["faces", "inspect", "--help"], ["demo", "--help"]]
+)
+def test_help_on_every_command(argv, capsys):
+    assert main(argv) == 0
+    assert "Usage" in capsys.readouterr().out
+
+
+def test_version(capsys):
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.startswith("icportrait 0.")
+
+
+def test_inspect_json(photos, capsys):
+    code = main(["faces", "inspect", str(photos / "astronaut.png"), str(photos / "grace.jpg"),
+                 "--json"])
+    out = capsys.readouterr().out
+    assert code == 0
+    reports = json.loads(out)
+    assert [len(r["faces"]) for r in reports] == [1, 1]
+    face = reports[0]["faces"][0]
+    assert face["landmarks"] == 478 and face["score"] > 0.8
+    assert set(face["pose"]) == {"yaw", "pitch", "roll"}
+    assert len(face["box"]) == 4
+
+
+def test_inspect_writes_annotated_and_aligned(photos, tmp_path, capsys):
+    code = main(["faces", "inspect", str(photos / "grace.jpg"), "--out", str(tmp_path),
+                 "--size", "128"])
+    assert code == 0
+    assert "1 face(s)" in capsys.readouterr().out
+    aligned = Image.open(tmp_path / "grace_aligned.png")
+    assert aligned.size == (128, 128)
+    assert Image.open(tmp_path / "grace_annotated.png").size == (512, 600)
+
+
+def test_inspect_bad_inputs_continue_and_fail(photos, capsys):
+    files = ["wall.png", "notes.jpg", "empty.png", "missing.png", "astronaut.png"]
+    code = main(["faces", "inspect", *[str(photos / f) for f in files], "--json"])
+    captured = capsys.readouterr()
+    assert code == 1
+    reports = {r["image"].rsplit("/", 1)[-1]: r for r in json.loads(captured.out)}
+    assert reports["wall.png"]["error"] == "no face found"
+    assert "not a supported image" in reports["notes.jpg"]["error"]
+    assert "empty" in reports["empty.png"]["error"]
+    assert "not found" in reports["missing.png"]["error"]
+    assert "error" not in reports["astronaut.png"]
+    # One line per failed image on stderr, no traceback.
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 4 and "Traceback" not in captured.err
+
+
+def test_inspect_single_rejects_group_photo(tmp_path, astronaut, grace_hopper, capsys):
+    group = np.hstack([astronaut, grace_hopper[:512]])
+    Image.fromarray(group).save(tmp_path / "group.png")
+    assert main(["faces", "inspect", str(tmp_path / "group.png"), "--single"]) == 1
+    assert "2 faces found" in capsys.readouterr().err
+
+
+def test_unknown_detector_is_one_line(photos, capsys):
+    assert main(["faces", "inspect", str(photos / "astronaut.png"), "--detector", "x"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: unknown detector") and err.count("\n") == 1
+
+
+def test_demo_writes_a_report(tmp_path, capsys):
+    assert main(["demo", "--out", str(tmp_path), "--json"]) == 0
+    results = json.loads(capsys.readouterr().out)
+    assert json.loads((tmp_path / "results.json").read_text()) == results
+    html = (tmp_path / "report.html").read_text()
+    for sample in results["samples"]:
+        assert len(sample["faces"]) == 1
+        for name in sample["files"].values():
+            assert (tmp_path / name).stat().st_size > 1000
+            assert f"src='{name}'" in html
+    verdicts = {(r["a"], r["b"]): r["same_person"] for r in results["identity"]}
+    assert verdicts[("astronaut", "astronaut (mirrored)")] is True
+    assert verdicts[("astronaut", "grace_hopper")] is False
+
+
+def test_console_script_runs(photos):
+    exe = [sys.executable, "-m", "icportrait", "faces", "inspect", str(photos / "wall.png")]
+    proc = subprocess.run(exe, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().endswith("wall.png: no face found")
