@@ -36,6 +36,7 @@ PIP=("$VENV/bin/python" -m pip --disable-pip-version-check)
 "${PIP[@]}" install -q --upgrade "pip>=24"
 "${PIP[@]}" install -q -c constraints.txt torch
 "${PIP[@]}" install -q --no-deps -c constraints.txt mediapipe
-"${PIP[@]}" install -q -c constraints.txt -e ".[dev]"
+# --no-warn-conflicts: pip would report mediapipe's unused extras (jax...) as missing.
+"${PIP[@]}" install -q --no-warn-conflicts -c constraints.txt -e ".[dev]"
 "$VENV/bin/python" -c "import icportrait.faces, mediapipe, dlib, torch" \
     || { echo "setup: the environment does not import; see the errors above" >&2; exit 1; }
