@@ -6,9 +6,12 @@ missing package surfaces as a :class:`MissingDependencyError` that names the fix
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
+import sys
 import threading
+from collections.abc import Iterator
 from functools import lru_cache
 from pathlib import Path
 
@@ -37,26 +40,61 @@ def _import_mediapipe():
     return mp
 
 
-def mediapipe_detector(model_selection: int):
+@contextlib.contextmanager
+def _native_stderr_silenced() -> Iterator[None]:
+    """Silence file descriptor 2 (C++ logging), not just sys.stderr.
+
+    mediapipe's native code prints INFO/WARNING lines (XNNPACK, absl, feedback tensors) when a
+    graph starts and on its first frame; they would bury the one-line errors users read.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+class _QuietGraph:
+    """A mediapipe solution whose start-up chatter is silenced (see above)."""
+
+    def __init__(self, factory):
+        with _native_stderr_silenced():
+            self._graph = factory()
+        self._warm = False
+
+    def process(self, image):
+        if self._warm:
+            return self._graph.process(image)
+        with _native_stderr_silenced():
+            result = self._graph.process(image)
+        self._warm = True
+        return result
+
+
+def mediapipe_detector(model_selection: int) -> _QuietGraph:
     """A mediapipe FaceDetection graph: 0 = short range (selfies), 1 = full range."""
     key = f"det{model_selection}"
     if not hasattr(_local, key):
         mp = _import_mediapipe()
-        det = mp.solutions.face_detection.FaceDetection(
+        setattr(_local, key, _QuietGraph(lambda: mp.solutions.face_detection.FaceDetection(
             model_selection=model_selection, min_detection_confidence=0.5
-        )
-        setattr(_local, key, det)
+        )))
     return getattr(_local, key)
 
 
-def mediapipe_face_mesh():
+def mediapipe_face_mesh() -> _QuietGraph:
     """A mediapipe FaceMesh graph for still images with refined (iris) landmarks: 478 points."""
     if not hasattr(_local, "mesh"):
         mp = _import_mediapipe()
-        _local.mesh = mp.solutions.face_mesh.FaceMesh(
+        _local.mesh = _QuietGraph(lambda: mp.solutions.face_mesh.FaceMesh(
             static_image_mode=True, max_num_faces=1, refine_landmarks=True,
             min_detection_confidence=0.3,
-        )
+        ))
     return _local.mesh
 
 
