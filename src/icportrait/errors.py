@@ -31,3 +31,7 @@ class FaceTooSmallError(FaceError):
 
 class MissingDependencyError(ICPortraitError):
     """An optional package or a bundled model file is not installed."""
+
+
+class ModelFilesError(ICPortraitError):
+    """A model folder or file is missing, incomplete or of the wrong kind."""

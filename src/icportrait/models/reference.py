@@ -1,0 +1,91 @@
+"""Matching flows and reference features F_ref, the two halves of IC-Portrait's Figure 3.
+
+* :func:`match_features` turns the matching net's canvas features into one argmax flow per
+  spatial resolution (layer-wise correlation of the profile half D_s and the target half D_t).
+* :func:`reference_features` warps the appearance net's profile-half features with the flow
+  of their resolution, adds its target-half (lighting) features as a residual, and stitches
+  the result back into a canvas next to the profile's own identity features: F_ref.
+
+Features of K references for B targets arrive reference-major within each target:
+``(B * K, C, H, 2W)`` canvases, item ``b * K + k`` being target ``b`` with reference ``k``.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from icportrait.conditioning import split
+from icportrait.models.control_net import ControlFeatures
+from icportrait.models.matching import DEFAULT_MAX_CHUNK_BYTES, Match, argmax_flow, warp
+
+Flows = dict[tuple[int, int], Match]  # keyed by the (H, W) of one canvas half
+
+
+def _halves(feature: torch.Tensor, num_refs: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B*K, C, H, 2W) -> profile halves (B, K, C, H, W) and target halves (B, K, C, H, W)."""
+    src, tgt = split(feature)
+    bk, c, h, w = src.shape
+    if bk % num_refs:
+        raise ValueError(f"batch {bk} is not a multiple of {num_refs} references")
+    shape = (bk // num_refs, num_refs, c, h, w)
+    return src.reshape(shape), tgt.reshape(shape)
+
+
+def match_features(
+    features: ControlFeatures,
+    num_refs: int = 1,
+    levels: list[tuple[int, int]] | None = None,
+    max_chunk_bytes: int = DEFAULT_MAX_CHUNK_BYTES,
+) -> Flows:
+    """Argmax flows target -> profile, one per half-resolution in ``levels`` (default: all).
+
+    At each resolution the deepest feature map (the last one the encoder produced at that
+    size) is correlated; with K references the best score over all references wins per
+    target pixel. The target-half features are averaged over the K canvases (they differ only
+    through the context each reference gives).
+    """
+    by_size: dict[tuple[int, int], torch.Tensor] = {}
+    for f in features.all():
+        by_size[(f.shape[-2], f.shape[-1] // 2)] = f  # later (deeper) maps overwrite
+    wanted = list(by_size) if levels is None else levels
+    flows: Flows = {}
+    for size in wanted:
+        if size not in by_size:
+            raise ValueError(f"no matching features at {size}; have {sorted(by_size)}")
+        src, tgt = _halves(by_size[size], num_refs)
+        flows[size] = argmax_flow(src, tgt.mean(1), max_chunk_bytes)
+    return flows
+
+
+def flow_for(flows: Flows, size: tuple[int, int]) -> Match:
+    """The flow of ``size``, or the nearest computed one resampled to it."""
+    if size in flows:
+        return flows[size]
+    from icportrait.models.matching import resize_flow
+
+    nearest = min(flows, key=lambda s: abs(s[0] - size[0]) + abs(s[1] - size[1]))
+    m = flows[nearest]
+    flow = resize_flow(m.flow, size).round()
+    ref = torch.nn.functional.interpolate(m.ref[:, None].float(), size=size, mode="nearest")
+    score = torch.nn.functional.interpolate(m.score[:, None], size=size, mode="nearest")
+    return Match(flow, score[:, 0], ref[:, 0].long())
+
+
+def reference_features(
+    features: ControlFeatures, flows: Flows, num_refs: int = 1, profile_index: int = 0,
+    warp_profile: bool = True,
+) -> ControlFeatures:
+    """F_ref: per level, ``[D_s of the profile | warp(D_s, flow) + D_t]`` as canvases (B, ...).
+
+    ``warp_profile=False`` drops the warped term (the "no matching" ablation): the target half
+    is then the lighting features alone.
+    """
+    out = []
+    for f in features.all():
+        src, tgt = _halves(f, num_refs)
+        target = tgt.mean(1)
+        if warp_profile:
+            m = flow_for(flows, (f.shape[-2], f.shape[-1] // 2))
+            target = target + warp(src, m.flow, m.ref)
+        out.append(torch.cat([src[:, profile_index], target], dim=-1))
+    return ControlFeatures.from_list(out)

@@ -1,0 +1,340 @@
+"""ICPortraitPipeline: a profile (one or more photos of a person) and a template -> portrait.
+
+One ``__call__``, following IC-Portrait (arXiv 2501.17159, Figure 3):
+
+1. VAE-encode profile and template; hide ~80% of the template's latent patches;
+   stitch ``[profile | masked template]`` into the condition canvas (lighting-aware stitching).
+2. The base UNet denoises the whole canvas ``[profile | target]``; the profile half is kept
+   on the profile's own noised latent at every step (as SD inpainting keeps known pixels).
+3. Both control nets read ``noisy canvas ⊕ condition ⊕ mask``. The matching net's features
+   give an argmax flow target -> profile per resolution. By default (``cached``) it is
+   computed once, on the condition canvas noised to ``match_timestep`` (diffusion features
+   are good correspondences at moderate noise, and the condition is what is known of both
+   halves); ``per_step`` recomputes it on the current latents at every step. At each step
+   the appearance net's profile features are warped by the flow, its target (lighting)
+   features added, and the result, F_ref, enters the base UNet as ControlNet residuals
+   times ``reference_scale``.
+4. The target half is decoded: the portrait. Optionally it is pasted back into the template
+   photo through the face toolkit's inverse alignment.
+
+Exact reproduction: a ``generator`` (or one per template) fixes masks and noise.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import PIL.Image
+import torch
+from diffusers import AutoencoderKL, DiffusionPipeline, UNet2DConditionModel
+from diffusers.schedulers import KarrasDiffusionSchedulers, SchedulerMixin
+from diffusers.utils import BaseOutput
+from diffusers.utils.torch_utils import randn_tensor
+
+from icportrait.conditioning import patch_mask, prepare_condition, split, stitch
+from icportrait.errors import ICPortraitError, ModelFilesError
+from icportrait.models.control_net import ICControlNet
+from icportrait.models.matching import Match
+from icportrait.models.prompt import PromptEmbedding
+from icportrait.models.reference import Flows, match_features, reference_features
+from icportrait.pipelines.image_inputs import as_image_list, to_model_batch, to_rgb_uint8
+
+REQUIRED_COMPONENTS = ("vae", "unet", "matching_net", "appearance_net", "scheduler")
+
+
+@dataclass
+class ICPortraitPipelineOutput(BaseOutput):
+    """``images``: one portrait per template. ``flow``: ``(B, 2, h, w)`` target -> profile
+    flow at the finest matched level (see :mod:`icportrait.models.matching` for the
+    convention), ``flow_ref`` ``(B, h, w)`` the reference each pixel matched, ``flow_score``
+    its cosine score, ``flows`` every level."""
+
+    images: list[PIL.Image.Image] | np.ndarray | torch.Tensor
+    flow: torch.Tensor | None = None
+    flow_ref: torch.Tensor | None = None
+    flow_score: torch.Tensor | None = None
+    flows: dict | None = None
+
+
+class ICPortraitPipeline(DiffusionPipeline):
+    """IC-Portrait on a diffusers base (UNet + VAE + any scheduler) with two control nets."""
+
+    model_cpu_offload_seq = "text_encoder->matching_net->appearance_net->unet->vae"
+    _optional_components = ["null_embedding", "text_encoder", "tokenizer"]  # noqa: RUF012
+
+    def __init__(
+        self,
+        vae: AutoencoderKL,
+        unet: UNet2DConditionModel,
+        matching_net: ICControlNet,
+        appearance_net: ICControlNet,
+        scheduler: KarrasDiffusionSchedulers | SchedulerMixin,
+        null_embedding: PromptEmbedding | None = None,
+        text_encoder=None,
+        tokenizer=None,
+    ):
+        super().__init__()
+        self.register_modules(
+            vae=vae, unet=unet, matching_net=matching_net, appearance_net=appearance_net,
+            scheduler=scheduler, null_embedding=null_embedding, text_encoder=text_encoder,
+            tokenizer=tokenizer,
+        )
+        self.vae_scale_factor = 2 ** (len(vae.config.block_out_channels) - 1)
+
+    # ------------------------------------------------------------------ loading
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, **kwargs):
+        """Load a saved pipeline folder; a missing folder or component is named clearly."""
+        path = os.fspath(pretrained_model_name_or_path)
+        if not os.path.isdir(path):
+            raise ModelFilesError(f"model folder not found: {path}")
+        if not os.path.isfile(os.path.join(path, "model_index.json")):
+            raise ModelFilesError(f"{path} is not a pipeline folder (no model_index.json)")
+        missing = [c for c in REQUIRED_COMPONENTS
+                   if c not in kwargs and not os.path.isdir(os.path.join(path, c))]
+        if missing:
+            raise ModelFilesError(f"{path} lacks component folder(s): {', '.join(missing)}")
+        for c in REQUIRED_COMPONENTS[:-1]:
+            folder = os.path.join(path, c)
+            if c not in kwargs and not any(
+                f.endswith((".safetensors", ".bin")) for f in os.listdir(folder)
+            ):
+                raise ModelFilesError(f"{folder} has no weights file")
+        kwargs.setdefault("use_safetensors", True)
+        return super().from_pretrained(path, **kwargs)
+
+    # ------------------------------------------------------------------ helpers
+    @property
+    def resolution(self) -> int:
+        """Side in pixels of each canvas half (the profile and the portrait)."""
+        return int(self.vae.config.sample_size)
+
+    def encode_images(self, images: torch.Tensor) -> torch.Tensor:
+        """``(N, 3, H, W)`` in [-1, 1] -> scaled latents (the posterior mean)."""
+        latents = self.vae.encode(images).latent_dist.mode()
+        shift = self.vae.config.get("shift_factor") or 0.0
+        return (latents - shift) * self.vae.config.scaling_factor
+
+    def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
+        """Scaled latents -> ``(N, 3, H, W)`` images in [0, 1]."""
+        shift = self.vae.config.get("shift_factor") or 0.0
+        images = self.vae.decode(latents / self.vae.config.scaling_factor + shift).sample
+        return (images / 2 + 0.5).clamp(0, 1)
+
+    def encode_prompt(self, prompt: str | list[str] | None, batch: int) -> torch.Tensor:
+        """``(B, L, D)`` text embeddings; without a prompt the stored null embedding."""
+        if prompt is None:
+            if self.null_embedding is not None:
+                return self.null_embedding(batch).to(self.unet.dtype)
+            if self.text_encoder is None or self.tokenizer is None:
+                raise ModelFilesError(
+                    "this model has neither a null_embedding nor a text encoder; "
+                    "it cannot run"
+                )
+            prompt = ""
+        if self.text_encoder is None or self.tokenizer is None:
+            raise ICPortraitError("this model has no text encoder, so prompts are not supported")
+        prompts = [prompt] * batch if isinstance(prompt, str) else list(prompt)
+        if len(prompts) != batch:
+            raise ICPortraitError(f"got {len(prompts)} prompts for {batch} templates")
+        ids = self.tokenizer(prompts, padding="max_length", truncation=True, return_tensors="pt",
+                             max_length=self.tokenizer.model_max_length).input_ids
+        return self.text_encoder(ids.to(self.device))[0].to(self.unet.dtype)
+
+    def _extra_step_kwargs(self, generator) -> dict:
+        params = inspect.signature(self.scheduler.step).parameters
+        return {"generator": generator} if "generator" in params else {}
+
+    # ------------------------------------------------------------------ call
+    @torch.no_grad()
+    def __call__(
+        self,
+        profile,
+        template,
+        prompt: str | list[str] | None = None,
+        num_inference_steps: int = 30,
+        mask_ratio: float = 0.8,
+        mask_patch_size: int | None = None,
+        guidance_scale: float = 1.0,
+        reference_scale: float = 1.0,
+        flow_mode: str = "cached",
+        appearance_every: int = 1,
+        match_levels: list[tuple[int, int]] | None = None,
+        match_timestep: int = 200,
+        warp_profile: bool = True,
+        generator: torch.Generator | list[torch.Generator] | None = None,
+        align_faces: bool = False,
+        paste_back: bool = False,
+        output_type: str = "pil",
+        return_flow: bool = True,
+        return_dict: bool = True,
+    ):
+        """Render each template with the profile's identity.
+
+        Args:
+            profile: one image or a list of images of the same person (path, PIL, RGB uint8
+                array, or (3, H, W) tensor in [0, 1]); with several, each target pixel takes
+                its match from whichever reference matches best.
+            template: one image or a list (one portrait per template).
+            prompt: optional text (models with a text encoder only).
+            mask_ratio: fraction of template latent patches hidden, in [0, 1).
+            mask_patch_size: patch side in latent cells (default: latent side / 16).
+            guidance_scale: > 1 adds classifier-free guidance against the base UNet without
+                F_ref and without the prompt (one more UNet pass per step).
+            reference_scale: weight of F_ref; 0 skips the control nets (plain denoising).
+            flow_mode: ``cached`` computes the matching flow once (at ``match_timestep``) and
+                reuses it; ``per_step`` recomputes it from the current latents at every step.
+            appearance_every: run the appearance net every N steps, reusing F_ref in between.
+            match_levels: half-resolutions ``(h, w)`` to match at (default: all).
+            match_timestep: training timestep at which cached flows are computed.
+            warp_profile: False drops the warped profile term (ablation "no matching").
+            generator: a generator, or one per template (then a batch equals its singles).
+            align_faces: detect and align faces in the inputs (real photos).
+            paste_back: paste each portrait back into its template photo (needs align_faces).
+            output_type: ``pil``, ``np`` ((B, H, W, 3) float in [0, 1]) or ``pt``.
+        """
+        self._check_args(num_inference_steps, mask_ratio, reference_scale, flow_mode,
+                         appearance_every, output_type, align_faces, paste_back)
+        device, dtype = self.device, self.unet.dtype
+        size = self.resolution
+        profiles = [to_rgb_uint8(im, "profile") for im in as_image_list(profile, "profile")]
+        templates = [to_rgb_uint8(im, "template") for im in as_image_list(template, "template")]
+        prepared_templates = None
+        if align_faces:
+            from icportrait.faces import prepare_face
+
+            profiles = [prepare_face(im, size=size).image for im in profiles]
+            prepared_templates = [prepare_face(im, size=size) for im in templates]
+            originals, templates = templates, [p.image for p in prepared_templates]
+        k, b = len(profiles), len(templates)
+        gens = generator if isinstance(generator, list) else None
+        if gens is not None and len(gens) != b:
+            raise ICPortraitError(f"got {len(gens)} generators for {b} templates")
+
+        profile_lat = self.encode_images(to_model_batch(profiles, size, device, self.vae.dtype))
+        template_lat = self.encode_images(to_model_batch(templates, size, device, self.vae.dtype))
+        profile_lat, template_lat = profile_lat.to(dtype), template_lat.to(dtype)
+        c, h, w = template_lat.shape[1:]
+        patch = mask_patch_size or max(1, h // 16)
+        mask = patch_mask(b, h, w, mask_ratio, patch, generator, device)
+
+        # Canvases per (template b, reference k), reference-major within each template.
+        prof_bk = profile_lat.repeat(b, 1, 1, 1)
+        condition = prepare_condition(prof_bk, template_lat.repeat_interleave(k, 0),
+                                      mask.repeat_interleave(k, 0))
+        text = self.encode_prompt(prompt, b)
+        ctrl_text = text.repeat_interleave(k, 0)
+        null_text = self.encode_prompt(None, b) if guidance_scale > 1 else None
+
+        self.scheduler.set_timesteps(num_inference_steps, device=device)
+        latents = randn_tensor((b, c, h, 2 * w), generator=generator, device=device, dtype=dtype)
+        latents = latents * self.scheduler.init_noise_sigma
+        prof_noise = randn_tensor((b, k * c, h, w), generator=generator, device=device,
+                                  dtype=dtype).reshape(b * k, c, h, w)
+        step_kwargs = self._extra_step_kwargs(generator)
+
+        flows: Flows | None = None
+        residuals = None
+        use_reference = reference_scale > 0
+        if use_reference and flow_mode == "cached":
+            match_noise = randn_tensor((b, k * c, h, 2 * w), generator=generator, device=device,
+                                       dtype=dtype).reshape(b * k, c, h, 2 * w)
+            flows = self.compute_flows(condition, ctrl_text, k, match_timestep, match_noise,
+                                       match_levels)
+        for i, t in enumerate(self.progress_bar(self.scheduler.timesteps)):
+            t_batch = t.reshape(1).expand(b * k)
+            prof_t = self.scheduler.add_noise(prof_bk, prof_noise, t_batch)
+            # Keep the canvas's profile half on the known profile (reference 0).
+            latents = stitch(prof_t[::k], split(latents)[1])
+            model_input = self.scheduler.scale_model_input(latents, t)
+            down_res = mid_res = None
+            if use_reference:
+                canvas = stitch(prof_t, split(latents)[1].repeat_interleave(k, 0))
+                control_input = condition.control_input(self.scheduler.scale_model_input(canvas, t))
+                if flow_mode == "per_step":
+                    flows = match_features(self.matching_net(control_input, t, ctrl_text), k,
+                                           match_levels)
+                if residuals is None or i % appearance_every == 0:
+                    feats = self.appearance_net(control_input, t, ctrl_text)
+                    fref = reference_features(feats, flows, k, warp_profile=warp_profile)
+                    residuals = self.appearance_net.residuals(fref, reference_scale)
+                down_res, mid_res = residuals
+            noise = self.unet(model_input, t, encoder_hidden_states=text,
+                              down_block_additional_residuals=down_res,
+                              mid_block_additional_residual=mid_res).sample
+            if null_text is not None:
+                uncond = self.unet(model_input, t, encoder_hidden_states=null_text).sample
+                noise = uncond + guidance_scale * (noise - uncond)
+            latents = self.scheduler.step(noise, t, latents, **step_kwargs).prev_sample
+
+        images = self.decode_latents(split(latents)[1].to(self.vae.dtype)).float()
+        output = self._format(images, output_type, prepared_templates if paste_back else None,
+                              originals if paste_back else None)
+        flow_out = self._flow_outputs(flows) if (return_flow and flows) else (None, None, None)
+        if not return_dict:
+            return output, flow_out[0]
+        return ICPortraitPipelineOutput(output, *flow_out,
+                                        flows=flows if return_flow else None)
+
+    def compute_flows(self, condition, text: torch.Tensor, num_refs: int, timestep: int,
+                      noise: torch.Tensor, levels=None) -> Flows:
+        """Matching flows from the condition canvas noised to ``timestep``.
+
+        The noising uses the training schedule's ``alphas_cumprod`` directly, so any
+        timestep works whatever sampler the pipeline uses.
+        """
+        n = len(self.scheduler.alphas_cumprod)
+        if not 0 <= timestep < n:
+            raise ICPortraitError(f"match_timestep must be in [0, {n}), got {timestep}")
+        ac = self.scheduler.alphas_cumprod[timestep].to(condition.latents)
+        noisy = ac.sqrt() * condition.latents + (1 - ac).sqrt() * noise
+        t = torch.tensor(timestep, device=noisy.device)
+        feats = self.matching_net(condition.control_input(noisy), t, text)
+        return match_features(feats, num_refs, levels)
+
+    @staticmethod
+    def _flow_outputs(flows: Flows) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        finest: Match = flows[max(flows, key=lambda s: s[0] * s[1])]
+        return finest.flow, finest.ref, finest.score
+
+    def _format(self, images: torch.Tensor, output_type: str, prepared, originals):
+        if output_type == "pt" and prepared is None:
+            return images
+        arr = images.permute(0, 2, 3, 1).cpu().numpy()
+        if prepared is not None:
+            from icportrait.faces import paste_back
+
+            pasted = [paste_back(p.aligned, (a * 255 + 0.5).astype(np.uint8), o, mask=p.mask)
+                      for p, a, o in zip(prepared, arr, originals, strict=True)]
+            if output_type == "pil":
+                return [PIL.Image.fromarray(x) for x in pasted]
+            return [x.astype(np.float32) / 255 for x in pasted]
+        if output_type == "np":
+            return arr
+        return [PIL.Image.fromarray((a * 255 + 0.5).astype(np.uint8)) for a in arr]
+
+    @staticmethod
+    def _check_args(steps, mask_ratio, reference_scale, flow_mode, appearance_every,
+                    output_type, align_faces, paste_back) -> None:
+        if not isinstance(steps, int) or steps < 1:
+            raise ICPortraitError(f"num_inference_steps must be a positive integer, got {steps}")
+        if not 0.0 <= mask_ratio < 1.0:
+            raise ICPortraitError(f"mask_ratio must be in [0, 1), got {mask_ratio}")
+        if reference_scale < 0:
+            raise ICPortraitError(f"reference_scale must be >= 0, got {reference_scale}")
+        if flow_mode not in ("cached", "per_step"):
+            raise ICPortraitError(f"flow_mode must be 'cached' or 'per_step', got {flow_mode!r}")
+        if appearance_every < 1:
+            raise ICPortraitError(f"appearance_every must be >= 1, got {appearance_every}")
+        if output_type not in ("pil", "np", "pt"):
+            raise ICPortraitError(f"output_type must be 'pil', 'np' or 'pt', got {output_type!r}")
+        if paste_back and not align_faces:
+            raise ICPortraitError("paste_back needs align_faces=True (it inverts the alignment)")
+        if paste_back and output_type == "pt":
+            raise ICPortraitError("paste_back returns photos of their own sizes: use pil or np")
+
+
+__all__ = ["ICPortraitPipeline", "ICPortraitPipelineOutput"]

@@ -1,0 +1,225 @@
+"""ICPortraitPipeline on tiny random components (diffusers-style dummy models), on CPU."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from diffusers import AutoencoderKL, DPMSolverMultistepScheduler, EulerDiscreteScheduler
+
+from icportrait.errors import ICPortraitError, ImageError, ModelFilesError
+from icportrait.models.control_net import ICControlNet
+from icportrait.pipelines import ICPortraitPipeline
+from icportrait.specs import ModelSpec, assemble_pipeline, build_components, build_pipeline
+
+DUMMY = ModelSpec(
+    name="dummy", resolution=32,
+    vae=dict(in_channels=3, out_channels=3, latent_channels=4, sample_size=32,
+             down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
+             block_out_channels=(8, 16), layers_per_block=1, norm_num_groups=4),
+    unet=dict(sample_size=16, in_channels=4, out_channels=4, layers_per_block=1,
+              block_out_channels=(16, 32),
+              down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+              up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+              cross_attention_dim=16, attention_head_dim=8, norm_num_groups=8),
+    null_seq_len=2,
+)
+
+
+def dummy_pipeline(seed: int = 0) -> ICPortraitPipeline:
+    pipe = build_pipeline(DUMMY, seed=seed)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def trained_like(pipe: ICPortraitPipeline, seed: int = 0) -> ICPortraitPipeline:
+    """Give the zero-initialised parts random values, as training would."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for net in (pipe.matching_net, pipe.appearance_net):
+            for name, p in net.named_parameters():
+                if "zero" in name or "conv_in" in name:
+                    p.copy_(torch.randn(p.shape, generator=g) * 0.05)
+    return pipe
+
+
+def images(n: int, size: int = 32, seed: int = 0) -> list[torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return [torch.rand(3, size, size, generator=g) for _ in range(n)]
+
+
+def run(pipe, profile=None, template=None, seed=0, **kw):
+    kw.setdefault("num_inference_steps", 2)
+    kw.setdefault("output_type", "pt")
+    gen = kw.pop("generator", torch.Generator().manual_seed(seed))
+    return pipe(profile if profile is not None else images(1)[0],
+                template if template is not None else images(1, seed=1)[0],
+                generator=gen, **kw)
+
+
+def test_fresh_pipeline_is_exactly_the_base_model():
+    pipe = dummy_pipeline()
+    out = run(pipe)
+    plain = run(pipe, reference_scale=0.0)
+    assert torch.equal(out.images, plain.images)
+    assert out.flow.shape == (1, 2, 16, 16)  # latent side 16 (VAE factor 2)
+    # ...and trained control nets do change it, so the equality above is not vacuous.
+    assert not torch.equal(run(trained_like(pipe)).images, plain.images)
+
+
+def test_seed_reproduces_and_differs():
+    pipe = trained_like(dummy_pipeline())
+    a, b, c = run(pipe, seed=3), run(pipe, seed=3), run(pipe, seed=4)
+    assert torch.equal(a.images, b.images) and torch.equal(a.flow, b.flow)
+    assert not torch.equal(a.images, c.images)
+
+
+def test_batch_of_two_equals_two_singles():
+    pipe = trained_like(dummy_pipeline())
+    prof = images(1, seed=5)[0]
+    tmpls = images(2, seed=6)
+    gens = [torch.Generator().manual_seed(s) for s in (10, 11)]
+    batch = run(pipe, prof, tmpls, generator=gens)
+    singles = [run(pipe, prof, t, seed=s) for t, s in zip(tmpls, (10, 11), strict=True)]
+    assert batch.images.shape == (2, 3, 32, 32)
+    for i, single in enumerate(singles):
+        assert torch.allclose(batch.images[i], single.images[0], atol=1e-5)
+        assert torch.equal(batch.flow[i], single.flow[0])
+
+
+def test_save_load_round_trip_is_exact(tmp_path):
+    pipe = trained_like(dummy_pipeline())
+    pipe.save_pretrained(tmp_path)
+    index = json.loads((tmp_path / "model_index.json").read_text())
+    assert index["matching_net"] == ["icportrait.models.control_net", "ICControlNet"]
+    assert list((tmp_path / "appearance_net").glob("*.safetensors"))
+    loaded = ICPortraitPipeline.from_pretrained(tmp_path)
+    loaded.set_progress_bar_config(disable=True)
+    for name in ("unet", "vae", "matching_net", "appearance_net", "null_embedding"):
+        a, b = getattr(pipe, name).state_dict(), getattr(loaded, name).state_dict()
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
+    # Weights are bit-identical; outputs agree to float rounding (loaded tensors can take
+    # other CPU kernel paths: measured differences are ~5e-7).
+    assert torch.allclose(run(pipe).images, run(loaded).images, atol=1e-5)
+
+
+def test_multi_reference_selects_per_location():
+    pipe = trained_like(dummy_pipeline())
+    out = run(pipe, images(2, seed=7), images(1, seed=8)[0])
+    assert out.flow_ref.shape == (1, 16, 16)
+    assert set(out.flow_ref.unique().tolist()) <= {0, 1}
+
+
+def test_flow_cached_vs_per_step_and_appearance_reuse():
+    pipe = trained_like(dummy_pipeline())
+    cached = run(pipe, num_inference_steps=3)
+    per_step = run(pipe, num_inference_steps=3, flow_mode="per_step")
+    reuse = run(pipe, num_inference_steps=3, appearance_every=2)
+    for out in (cached, per_step, reuse):
+        assert torch.isfinite(out.images).all()
+    assert not torch.equal(cached.images, reuse.images)
+
+
+@pytest.mark.parametrize("scheduler_cls", [EulerDiscreteScheduler, DPMSolverMultistepScheduler])
+def test_any_scheduler(scheduler_cls):
+    pipe = trained_like(dummy_pipeline())
+    pipe.scheduler = scheduler_cls.from_config(pipe.scheduler.config)
+    out = run(pipe, num_inference_steps=3)
+    assert torch.isfinite(out.images).all()
+
+
+def test_guidance_and_ablations_run():
+    pipe = trained_like(dummy_pipeline())
+    base = run(pipe)
+    assert not torch.equal(run(pipe, guidance_scale=2.0).images, base.images)
+    assert not torch.equal(run(pipe, warp_profile=False).images, base.images)
+    assert torch.isfinite(run(pipe, match_levels=[(8, 8)]).images).all()
+
+
+def test_output_types():
+    pipe = dummy_pipeline()
+    pil = run(pipe, output_type="pil").images
+    arr = run(pipe, output_type="np").images
+    assert pil[0].size == (32, 32) and arr.shape == (1, 32, 32, 3)
+    np.testing.assert_allclose(np.asarray(pil[0]) / 255.0, arr[0], atol=1 / 255 + 1e-6)
+
+
+def test_inputs_of_any_size_are_resized():
+    pipe = dummy_pipeline()
+    g = torch.Generator().manual_seed(0)
+    wide = (torch.rand(80, 100, 3, generator=g) * 255).byte().numpy()
+    out = run(pipe, wide, torch.rand(3, 64, 64))
+    assert out.images.shape == (1, 3, 32, 32)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        (dict(profile=torch.rand(4, 32, 32)), ImageError, "profile: a tensor image must be"),
+        (dict(template=np.zeros((32, 32, 2), np.uint8)), ImageError, "needs 1, 3 or 4 channels"),
+        (dict(profile=[]), ImageError, "no profile image"),
+        (dict(mask_ratio=1.0), ICPortraitError, r"mask_ratio must be in \[0, 1\)"),
+        (dict(num_inference_steps=0), ICPortraitError, "positive integer"),
+        (dict(flow_mode="sometimes"), ICPortraitError, "flow_mode"),
+        (dict(prompt="a photo"), ICPortraitError, "no text encoder"),
+        (dict(paste_back=True), ICPortraitError, "needs align_faces"),
+    ],
+)
+def test_bad_inputs_are_clear(kwargs, error, match):
+    pipe = dummy_pipeline()
+    with pytest.raises(error, match=match):
+        run(pipe, **kwargs)
+
+
+def test_missing_components_are_named(tmp_path):
+    with pytest.raises(ModelFilesError, match="model folder not found"):
+        ICPortraitPipeline.from_pretrained(tmp_path / "nope")
+    with pytest.raises(ModelFilesError, match=r"no model_index\.json"):
+        ICPortraitPipeline.from_pretrained(tmp_path)
+    dummy_pipeline().save_pretrained(tmp_path)
+    import shutil
+
+    shutil.rmtree(tmp_path / "appearance_net")
+    with pytest.raises(ModelFilesError, match=r"lacks component folder.*appearance_net"):
+        ICPortraitPipeline.from_pretrained(tmp_path)
+    for f in (tmp_path / "unet").glob("*.safetensors"):
+        f.unlink()
+    with pytest.raises(ModelFilesError, match="unet has no weights"):
+        ICPortraitPipeline.from_pretrained(tmp_path, appearance_net=ICControlNet())
+
+
+def test_control_net_refuses_unsupported_bases():
+    comps = build_components(DUMMY)
+    unet = comps["unet"]
+    unet.register_to_config(addition_embed_type="text_time")
+    with pytest.raises(ValueError, match="addition_embed_type"):
+        ICControlNet.from_unet(unet)
+
+
+def test_tiny_spec_builds_and_runs():
+    pipe = build_pipeline("tiny", seed=0)
+    pipe.set_progress_bar_config(disable=True)
+    assert pipe.resolution == 128 and pipe.vae_scale_factor == 4
+    out = run(pipe, torch.rand(3, 128, 128), torch.rand(3, 128, 128))
+    assert out.images.shape == (1, 3, 128, 128)
+    assert {k: tuple(v.flow.shape) for k, v in out.flows.items()} == {
+        (32, 32): (1, 2, 32, 32), (16, 16): (1, 2, 16, 16), (8, 8): (1, 2, 8, 8)}
+
+
+def test_real_photos_align_and_paste_back(astronaut, grace_hopper):
+    pipe = dummy_pipeline()
+    out = pipe(astronaut, grace_hopper, num_inference_steps=2, align_faces=True, paste_back=True,
+               generator=torch.Generator().manual_seed(0))
+    assert out.images[0].size == (512, 600)  # the template photo's own size
+    pasted = np.asarray(out.images[0])
+    assert np.abs(pasted[:40, :40].astype(int) - grace_hopper[:40, :40]).max() == 0
+    assert np.abs(pasted[250:300, 230:300].astype(int) - grace_hopper[250:300, 230:300]).mean() > 5
+
+
+def test_components_are_diffusers_models():
+    comps = build_components(DUMMY)
+    assert isinstance(comps["vae"], AutoencoderKL)
+    pipe = assemble_pipeline(**comps)
+    assert set(pipe.components) >= {"vae", "unet", "matching_net", "appearance_net", "scheduler"}

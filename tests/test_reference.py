@@ -1,0 +1,68 @@
+"""F_ref assembly and layer-wise matching on hand-made control features (exact)."""
+
+from __future__ import annotations
+
+import torch
+
+from icportrait.conditioning import split, stitch
+from icportrait.models.control_net import ControlFeatures
+from icportrait.models.matching import identity_flow
+from icportrait.models.reference import flow_for, match_features, reference_features
+
+
+def _feat(*shape, seed=0):
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
+
+
+def _canvases(profiles: list[torch.Tensor], target: torch.Tensor) -> torch.Tensor:
+    """K canvases [profile_k | target] for one template, reference-major."""
+    return torch.cat([stitch(p, target) for p in profiles])
+
+
+def test_match_features_picks_reference_and_place_per_level():
+    p0, p1 = _feat(1, 8, 8, 8, seed=1), _feat(1, 8, 8, 8, seed=2)
+    target = p0.clone()
+    target[..., 4:, :] = p1[..., 4:, :]  # bottom half of the target shows reference 1
+    q0, q1 = _feat(1, 8, 4, 4, seed=3), _feat(1, 8, 4, 4, seed=4)
+    feats = ControlFeatures([_canvases([p0, p1], target)], _canvases([q0, q1], q1))
+    flows = match_features(feats, num_refs=2)
+    assert set(flows) == {(8, 8), (4, 4)}
+    fine = flows[(8, 8)]
+    assert torch.all(fine.ref[:, :4] == 0) and torch.all(fine.ref[:, 4:] == 1)
+    assert torch.equal(fine.flow, identity_flow(1, 8, 8))
+    assert torch.all(flows[(4, 4)].ref == 1)
+
+
+def test_deepest_map_of_a_resolution_is_matched():
+    shallow = _canvases([_feat(1, 4, 8, 8, seed=5)], _feat(1, 4, 8, 8, seed=6))
+    p = _feat(1, 4, 8, 8, seed=7)
+    deep = _canvases([p], torch.roll(p, 2, dims=3))
+    flows = match_features(ControlFeatures([shallow, deep], _canvases([p[..., :4, :4]],
+                                                                       p[..., :4, :4])))
+    expected = (identity_flow(1, 8, 8)[:, 0] - 2) % 8
+    assert torch.equal(flows[(8, 8)].flow[:, 0], expected)
+
+
+def test_reference_features_warp_plus_lighting_residual():
+    p = _feat(1, 6, 8, 8, seed=8)
+    light = _feat(1, 6, 8, 8, seed=9)
+    shifted_target = torch.roll(p, 1, dims=2)
+    small = p[..., :4, :4]
+    match_feats = ControlFeatures([_canvases([p], shifted_target)], _canvases([small], small))
+    flows = match_features(match_feats)
+    app = ControlFeatures([_canvases([p], light)], _canvases([small], small))
+    fref = reference_features(app, flows)
+    prof_half, tgt_half = split(fref.down[0])
+    assert torch.equal(prof_half, p)
+    assert torch.allclose(tgt_half, torch.roll(p, 1, dims=2) + light)
+    no_warp = reference_features(app, flows, warp_profile=False)
+    assert torch.equal(split(no_warp.down[0])[1], light)
+
+
+def test_missing_level_is_resampled_from_the_nearest():
+    p = _feat(1, 4, 8, 8, seed=10)
+    flows = match_features(ControlFeatures([_canvases([p], p)], _canvases([p], p)),
+                           levels=[(8, 8)])
+    coarse = flow_for(flows, (4, 4))
+    assert coarse.flow.shape == (1, 2, 4, 4)
+    assert torch.allclose(coarse.flow, identity_flow(1, 4, 4), atol=0.5)
