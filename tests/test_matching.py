@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -105,3 +106,16 @@ def test_flow_to_color():
     assert torch.allclose(flow_to_color(shifted), torch.roll(src_colors, 1, dims=3))
     valid = torch.zeros(2, 8, 8, dtype=torch.bool)
     assert flow_to_color(flow, valid).sum() == 0
+
+
+def test_flow_picture():
+    from icportrait.visualize import flow_picture
+
+    flow = identity_flow(1, 8, 8)[0]
+    pic = flow_picture(flow, size=64)
+    assert pic.size == (128, 64)
+    arr = np.asarray(pic)
+    # An identity flow paints the target exactly like the profile's coordinate map.
+    assert np.array_equal(arr[:, :64], arr[:, 64:])
+    with pytest.raises(ValueError, match=r"\(2, h, w\)"):
+        flow_picture(torch.zeros(3, 8, 8))

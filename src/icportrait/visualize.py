@@ -1,0 +1,29 @@
+"""Pictures of what the model did: matching flows as colour images."""
+
+from __future__ import annotations
+
+import numpy as np
+import PIL.Image
+import torch
+import torch.nn.functional as F
+
+from icportrait.models.matching import flow_to_color, identity_flow
+
+
+def flow_picture(flow: torch.Tensor, size: int = 256, valid: torch.Tensor | None = None
+                 ) -> PIL.Image.Image:
+    """``[profile coordinates | target flow]`` side by side, like the paper's Figure 3.
+
+    Left: each profile location in its own colour. Right: each target pixel painted with the
+    colour of the profile location it was matched to; a correct flow shows the profile's
+    colour layout rearranged into the target's pose. ``flow`` is ``(2, h, w)``.
+    """
+    if flow.ndim != 3 or flow.shape[0] != 2:
+        raise ValueError(f"expected a (2, h, w) flow, got {tuple(flow.shape)}")
+    h, w = flow.shape[-2:]
+    left = flow_to_color(identity_flow(1, h, w))
+    right = flow_to_color(flow[None].float(), None if valid is None else valid[None])
+    both = torch.cat([left, right], dim=-1)
+    both = F.interpolate(both, size=(size, 2 * size), mode="nearest")[0]
+    arr = (both.permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
+    return PIL.Image.fromarray(arr)
