@@ -70,3 +70,23 @@ def test_prepare_condition_layout():
     assert torch.equal(x[:, :4], noisy) and torch.equal(x[:, 8:], cond.mask)
     with pytest.raises(ValueError, match="4 channels"):
         cond.control_input(torch.randn(1, 3, 8, 16))
+
+
+def test_vae_encode_decode_layout():
+    from diffusers import AutoencoderKL
+
+    from icportrait.conditioning import vae_decode, vae_encode
+
+    torch.manual_seed(0)
+    vae = AutoencoderKL(block_out_channels=(8, 16), down_block_types=("DownEncoderBlock2D",) * 2,
+                        up_block_types=("UpDecoderBlock2D",) * 2, norm_num_groups=4,
+                        scaling_factor=0.5)
+    x = torch.rand(2, 3, 16, 16) * 2 - 1
+    lat = vae_encode(vae, x)
+    assert lat.shape == (2, 4, 8, 8)
+    mean = vae.encode(x).latent_dist.mean
+    assert torch.allclose(lat, mean * 0.5)  # deterministic: the posterior mean, scaled
+    img = vae_decode(vae, lat)
+    assert img.shape == (2, 3, 16, 16) and img.min() >= 0 and img.max() <= 1
+    with pytest.raises(ValueError, match="3 channels"):
+        vae_encode(vae, torch.rand(1, 4, 16, 16))

@@ -26,6 +26,22 @@ def check_layout(name: str, x: torch.Tensor, channels: int | None = None) -> Non
         raise ValueError(f"{name} must have {channels} channels, got {x.shape[1]}")
 
 
+def vae_encode(vae, images: torch.Tensor) -> torch.Tensor:
+    """``(N, 3, H, W)`` images in [-1, 1] -> scaled latents (the posterior mean, so that
+    conditioning is deterministic)."""
+    check_layout("images", images, 3)
+    latents = vae.encode(images.to(vae.dtype)).latent_dist.mode()
+    shift = vae.config.get("shift_factor") or 0.0
+    return (latents - shift) * vae.config.scaling_factor
+
+
+def vae_decode(vae, latents: torch.Tensor) -> torch.Tensor:
+    """Scaled latents -> ``(N, 3, H, W)`` images in [0, 1]."""
+    shift = vae.config.get("shift_factor") or 0.0
+    images = vae.decode(latents.to(vae.dtype) / vae.config.scaling_factor + shift).sample
+    return (images.float() / 2 + 0.5).clamp(0, 1)
+
+
 def patch_mask(
     batch: int,
     height: int,

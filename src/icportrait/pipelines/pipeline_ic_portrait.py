@@ -34,7 +34,14 @@ from diffusers.schedulers import KarrasDiffusionSchedulers, SchedulerMixin
 from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 
-from icportrait.conditioning import patch_mask, prepare_condition, split, stitch
+from icportrait.conditioning import (
+    patch_mask,
+    prepare_condition,
+    split,
+    stitch,
+    vae_decode,
+    vae_encode,
+)
 from icportrait.errors import ICPortraitError, ModelFilesError
 from icportrait.models.control_net import ICControlNet
 from icportrait.models.matching import Match
@@ -114,15 +121,11 @@ class ICPortraitPipeline(DiffusionPipeline):
 
     def encode_images(self, images: torch.Tensor) -> torch.Tensor:
         """``(N, 3, H, W)`` in [-1, 1] -> scaled latents (the posterior mean)."""
-        latents = self.vae.encode(images).latent_dist.mode()
-        shift = self.vae.config.get("shift_factor") or 0.0
-        return (latents - shift) * self.vae.config.scaling_factor
+        return vae_encode(self.vae, images)
 
     def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
         """Scaled latents -> ``(N, 3, H, W)`` images in [0, 1]."""
-        shift = self.vae.config.get("shift_factor") or 0.0
-        images = self.vae.decode(latents / self.vae.config.scaling_factor + shift).sample
-        return (images / 2 + 0.5).clamp(0, 1)
+        return vae_decode(self.vae, latents)
 
     def encode_prompt(self, prompt: str | list[str] | None, batch: int) -> torch.Tensor:
         """``(B, L, D)`` text embeddings; without a prompt the stored null embedding."""
@@ -270,7 +273,7 @@ class ICPortraitPipeline(DiffusionPipeline):
                 noise = uncond + guidance_scale * (noise - uncond)
             latents = self.scheduler.step(noise, t, latents, **step_kwargs).prev_sample
 
-        images = self.decode_latents(split(latents)[1].to(self.vae.dtype)).float()
+        images = self.decode_latents(split(latents)[1])
         output = self._format(images, output_type, prepared_templates if paste_back else None,
                               originals if paste_back else None)
         flow_out = self._flow_outputs(flows) if (return_flow and flows) else (None, None, None)
