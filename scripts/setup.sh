@@ -11,8 +11,9 @@ cd "$(dirname "$0")/.."
 
 VENV=${1:-.venv}
 PYTHON=${2:-python3}
-# Debian packages the project needs (installed when run as root and missing).
-APT_PACKAGES=()
+# Debian packages the project needs (installed when run as root and missing): Mesa's
+# headless EGL/OpenGL, on which the synthetic-head renderer runs (llvmpipe on CPU).
+APT_PACKAGES=(libegl1 libgl1 libegl-mesa0 libgl1-mesa-dri)
 
 if ((${#APT_PACKAGES[@]})); then
     missing=()
@@ -38,5 +39,5 @@ PIP=("$VENV/bin/python" -m pip --disable-pip-version-check)
 "${PIP[@]}" install -q --no-deps -c constraints.txt mediapipe
 # --no-warn-conflicts: pip would report mediapipe's unused extras (jax...) as missing.
 "${PIP[@]}" install -q --no-warn-conflicts -c constraints.txt -e ".[dev]"
-"$VENV/bin/python" -c "import icportrait.faces, mediapipe, dlib, torch" \
+"$VENV/bin/python" -c "import icportrait.faces, mediapipe, dlib, torch, moderngl" \
     || { echo "setup: the environment does not import; see the errors above" >&2; exit 1; }

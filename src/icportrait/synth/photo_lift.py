@@ -32,6 +32,43 @@ def mesh_triangles() -> np.ndarray:
     return np.array(sorted(tris), dtype=np.int64)
 
 
+def fill_holes(triangles: np.ndarray) -> np.ndarray:
+    """Close the mesh's holes (eye openings, mouth) with fans; the outer rim stays open.
+
+    Boundary edges (used by one triangle) form loops; every loop but the longest (the face
+    outline) is a hole.
+    """
+    from collections import Counter
+
+    edges = Counter()
+    for t in triangles:
+        for a, b in ((t[0], t[1]), (t[1], t[2]), (t[2], t[0])):
+            edges[(min(a, b), max(a, b))] += 1
+    nxt: dict[int, list[int]] = defaultdict(list)
+    for (a, b), n in edges.items():
+        if n == 1:
+            nxt[a].append(b)
+            nxt[b].append(a)
+    loops, seen = [], set()
+    for start in list(nxt):
+        if start in seen:
+            continue
+        loop, prev, cur = [start], None, start
+        seen.add(start)
+        while True:
+            options = [v for v in nxt[cur] if v != prev and (v not in seen or v == start)]
+            if not options or options[0] == start:
+                break
+            prev, cur = cur, options[0]
+            loop.append(cur)
+            seen.add(cur)
+        if len(loop) >= 3:
+            loops.append(loop)
+    holes = sorted(loops, key=len)[:-1]
+    fans = [(loop[0], loop[k], loop[k + 1]) for loop in holes for k in range(1, len(loop) - 1)]
+    return np.concatenate([triangles, np.array(fans, np.int64).reshape(-1, 3)])
+
+
 @dataclass(frozen=True)
 class LiftedFace:
     texture: np.ndarray   # the photo (H x W x 3 uint8)
@@ -92,3 +129,59 @@ def render_lifted(
         region = out[y0:y1, x0:x1]
         region[mask > 0] = patch[mask > 0]
     return out
+
+
+# Where a procedural head (default parameters) has its eyes, in the head frame: the lifted
+# face is placed and scaled to match, so the renderer's framing and pivot suit it too.
+_EYE_CENTER = np.array([0.0, 0.0, -0.357])
+_EYE_DISTANCE = 0.261
+_SPECULAR = 30  # texture alpha: weak, the photo already has its highlights
+
+
+def lifted_head_mesh(image: np.ndarray, mesh: np.ndarray):
+    """A photo's face as a :class:`~icportrait.synth.head.HeadMesh` for the OpenGL renderer.
+
+    The face-mesh points (pixels, with mediapipe's depth) are turned to the frontal rest pose
+    (undoing the head pose estimated from them), scaled and placed like a procedural head's
+    face; the photo is the texture. Only the face region exists (no hair, ears or neck), and
+    the photo's own lighting stays baked into the texture.
+    """
+    from icportrait.faces.pose import solve_rotation
+    from icportrait.synth.head import HeadMesh
+
+    h, w = image.shape[:2]
+    pts = np.asarray(mesh[:468], np.float64)
+    rot = solve_rotation(mesh, image.shape)
+    eye_l = (pts[33] + pts[133]) / 2  # image-left eye (corners' midpoint)
+    eye_r = (pts[263] + pts[362]) / 2
+    center = (eye_l + eye_r) / 2
+    rest = (pts - center) @ rot  # rows times R = R^T applied to each point: frontal pose
+    scale = _EYE_DISTANCE / np.linalg.norm((eye_r - eye_l) @ rot)
+    verts = rest * scale + _EYE_CENTER
+    tris = fill_holes(mesh_triangles())
+    # Wind triangles as the renderer's front faces: positive cross product in the head
+    # frame's (x right, y down) coordinates, seen from the front (measured: the other
+    # winding renders only the back faces).
+    a, b, c = (verts[tris[:, k], :2] for k in range(3))
+    cross = (b[:, 0] - a[:, 0]) * (c[:, 1] - a[:, 1]) - (b[:, 1] - a[:, 1]) * (c[:, 0] - a[:, 0])
+    tris[cross < 0] = tris[cross < 0][:, [0, 2, 1]]
+    normals = np.zeros_like(verts)
+    face_n = np.cross(verts[tris[:, 1]] - verts[tris[:, 0]], verts[tris[:, 2]] - verts[tris[:, 0]])
+    for k in range(3):
+        np.add.at(normals, tris[:, k], face_n)
+    normals /= np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-12)
+    if normals[:, 2].mean() > 0:  # outward is toward the camera (-z) for a face
+        normals = -normals
+    uv = np.stack([pts[:, 0] / w, pts[:, 1] / h], 1)
+    texture = np.dstack([image, np.full((h, w), _SPECULAR, np.uint8)])
+    n = len(verts)
+    landmarks = {"eye_left": verts[[33, 133]].mean(0), "eye_right": verts[[263, 362]].mean(0),
+                 "nose_tip": verts[1], "mouth_left": verts[61], "mouth_right": verts[291],
+                 "chin": verts[152]}
+    return HeadMesh(
+        vertices=verts.astype(np.float32), normals=normals.astype(np.float32),
+        uv=uv.astype(np.float32), triangles=tris.astype(np.int32),
+        colors=np.ones((n, 3), np.float32), ao=np.ones(n, np.float32),
+        regions=np.zeros(n, np.uint8), texture=np.ascontiguousarray(texture),
+        texture_regions=np.zeros((h, w), np.uint8), landmarks=landmarks, params=None,
+    )

@@ -1,0 +1,77 @@
+"""Training pairs (profile view, target view) of one identity, with ground-truth flow."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from icportrait.data.multiview import MultiViewFolder, SynthDataset, open_multiview
+from icportrait.errors import ICPortraitError
+
+
+class PairDataset(Dataset):
+    """Pairs of views of the same identity.
+
+    Each item: ``profile`` and ``target`` images ``(3, S, S)`` float in [0, 1]; ``flow``
+    ``(2, S, S)`` target -> profile (pixel coordinates, see icportrait.models.matching) and
+    ``valid`` ``(S, S)`` where the flow is known (visible in both views); ``profile_pose`` and
+    ``target_pose`` ``(3,)`` yaw/pitch/roll; ``identity``, view and light indices.
+
+    ``same_light``: True keeps pairs under the same lighting, False pairs under different
+    lights, None takes both. ``yaw_gap``: (min, max) absolute yaw difference in degrees.
+    The pair list is fixed at construction (deterministic in ``seed``).
+    """
+
+    def __init__(self, source, same_light: bool | None = None,
+                 yaw_gap: tuple[float, float] = (0.0, 180.0), include_self: bool = False,
+                 seed: int = 0):
+        is_source = isinstance(source, (SynthDataset, MultiViewFolder))
+        self.source = source if is_source else open_multiview(source)
+        lo, hi = yaw_gap
+        if lo < 0 or lo > hi:
+            raise ICPortraitError(f"yaw_gap must satisfy 0 <= min <= max, got {yaw_gap}")
+        src = self.source
+        pairs = []
+        for i in range(src.num_identities):
+            n_views = src.views_of(i)
+            poses = [src.pose(i, v) for v in range(n_views)]
+            for vp in range(n_views):
+                for vt in range(n_views):
+                    if vp == vt and not include_self:
+                        continue
+                    gap = abs(float(poses[vp][0] - poses[vt][0]))
+                    if not lo <= gap <= hi:
+                        continue
+                    for lp in range(src.num_lights):
+                        for lt in range(src.num_lights):
+                            same = src.same_light(i, vp, lp, vt, lt)
+                            if same_light is None or same == same_light:
+                                pairs.append((i, vp, lp, vt, lt))
+        if not pairs:
+            raise ICPortraitError(
+                f"no pairs match same_light={same_light}, yaw_gap={yaw_gap} in this dataset"
+            )
+        rng = np.random.default_rng(seed)
+        self.pairs = [pairs[k] for k in rng.permutation(len(pairs))]
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, idx: int) -> dict:
+        i, vp, lp, vt, lt = self.pairs[idx]
+        src = self.source
+        profile, target = src.image(i, vp, lp), src.image(i, vt, lt)
+        flow, valid = src.flow(i, vt, vp)
+
+        def img(a: np.ndarray) -> torch.Tensor:
+            return torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1).float() / 255.0
+
+        return {
+            "profile": img(profile), "target": img(target),
+            "flow": torch.from_numpy(flow), "valid": torch.from_numpy(valid),
+            "profile_pose": torch.from_numpy(np.asarray(src.pose(i, vp), np.float32)),
+            "target_pose": torch.from_numpy(np.asarray(src.pose(i, vt), np.float32)),
+            "identity": i, "profile_view": vp, "target_view": vt,
+            "profile_light": lp, "target_light": lt,
+        }
