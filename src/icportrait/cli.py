@@ -31,6 +31,8 @@ faces_app = typer.Typer(help="Face toolkit for real photos.", no_args_is_help=Tr
 app.add_typer(faces_app, name="faces")
 data_app = typer.Typer(help="Synthetic view-consistent profile data.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
+train_app = typer.Typer(help="Train every stage (accelerate; resumable).", no_args_is_help=True)
+app.add_typer(train_app, name="train")
 
 # Progress bars only; messages go through _fail so they stay one unwrapped line.
 err = Console(stderr=True, highlight=False)
@@ -226,6 +228,143 @@ def data_preview(
 
     path = save_image(preview_grid(root, identities, columns), output)
     print(f"wrote {path}")
+
+
+Data = Annotated[list[Path], typer.Option("--data", help="Training dataset folder(s).")]
+Out = Annotated[Path, typer.Option("--output-dir", "-o", help="Run folder (checkpoints, logs).")]
+Steps = Annotated[int, typer.Option(help="Optimiser steps.")]
+Batch = Annotated[int, typer.Option(help="Batch size per process.")]
+Lr = Annotated[float, typer.Option(help="Learning rate.")]
+Resume = Annotated[bool, typer.Option("--resume", help="Continue from the latest checkpoint.")]
+
+
+def _train(cfg, resume: bool, stop_after: int | None, as_json: bool) -> dict:
+    import torch
+    from accelerate import Accelerator
+
+    from icportrait.training.stages import Stage
+    from icportrait.training.trainer import Trainer
+
+    cfg.validate()
+    import diffusers
+
+    diffusers.utils.logging.disable_progress_bar()
+    acc = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=cfg.mixed_precision,
+                      gradient_accumulation_steps=cfg.grad_accum)
+    stage = Stage(cfg, acc.device)
+    with _progress(disable=as_json or not acc.is_main_process) as bar:
+        task = bar.add_task(f"training {cfg.stage}", total=cfg.steps)
+        result = Trainer(cfg, stage, acc).run(
+            resume, stop_after=stop_after,
+            progress=lambda done, total, logs: bar.update(
+                task, completed=done, description=f"{cfg.stage} loss {logs['loss']:.4f}"),
+        )
+    if acc.is_main_process:
+        if as_json:
+            print(json.dumps(result, indent=2))
+        else:
+            state = "finished" if result["finished"] else "stopped (resume with --resume)"
+            print(f"{cfg.stage}: steps {result['start_step']}->{result['end_step']} {state}, "
+                  f"{result['steps_per_second']} steps/s, world size {result['world_size']}; "
+                  f"{cfg.output_dir}")
+    return result
+
+
+def _common(**kw):
+    from icportrait.training.config import TrainConfig
+
+    kw["data"] = [str(d) for d in kw["data"]]
+    kw["output_dir"] = str(kw["output_dir"])
+    return TrainConfig(**kw)
+
+
+@train_app.command("base")
+def train_base(
+    data: Data, output_dir: Out,
+    spec: Annotated[str, typer.Option(help="Model spec to pretrain.")] = "tiny",
+    vae_steps: Annotated[int, typer.Option(help="VAE steps (phase 1).")] = 2000,
+    steps: Steps = 10000, batch_size: Batch = 8, lr: Lr = 2e-4,
+    val_data: Annotated[Path | None, typer.Option(help="Held-out dataset folder.")] = None,
+    validate_every: Annotated[int, typer.Option(help="Validate every N steps (0: never).")] = 0,
+    checkpoint_every: Annotated[int, typer.Option(help="Checkpoint every N steps.")] = 200,
+    grad_accum: Annotated[int, typer.Option(help="Gradient accumulation steps.")] = 1,
+    ema_decay: Annotated[float | None, typer.Option(help="EMA decay (off by default).")] = None,
+    mixed_precision: Annotated[str, typer.Option(help="no, fp16 or bf16.")] = "no",
+    seed: Annotated[int, typer.Option(help="Seed.")] = 0,
+    resume: Resume = False,
+    stop_after: Annotated[int | None, typer.Option(help="Stop after N steps this run.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON results.")] = False,
+) -> None:
+    """Pretrain the tiny spec's VAE, then its UNet, on synthetic renders."""
+    common = dict(data=data, val_data=str(val_data) if val_data else None,
+                  validate_every=validate_every, checkpoint_every=checkpoint_every,
+                  grad_accum=grad_accum, mixed_precision=mixed_precision, seed=seed,
+                  batch_size=batch_size)
+    vae_dir = output_dir / "vae"
+    if not (vae_dir / "pipeline" / "model_index.json").is_file():
+        r = _train(_common(stage="vae", output_dir=vae_dir, spec=spec, steps=vae_steps, lr=lr,
+                           **common), resume, stop_after, as_json)
+        if not r["finished"]:
+            return
+        resume = False
+    _train(_common(stage="base", output_dir=output_dir / "unet", init=str(vae_dir / "pipeline"),
+                   steps=steps, lr=lr, ema_decay=ema_decay, **common),
+           resume or (output_dir / "unet" / "checkpoints").is_dir(), stop_after, as_json)
+
+
+@train_app.command("matching")
+def train_matching(
+    data: Data, output_dir: Out,
+    base: Annotated[Path, typer.Option(help="Pipeline folder of the (pretrained) base.")],
+    steps: Steps = 200, batch_size: Batch = 8, lr: Lr = 1e-4,
+    correspondence_loss: Annotated[
+        float, typer.Option(help="Weight of the optional correspondence loss (0: off).")
+    ] = 0.0,
+    mask_ratio: Annotated[float, typer.Option(help="Template patches hidden.")] = 0.8,
+    val_data: Annotated[Path | None, typer.Option(help="Held-out dataset folder.")] = None,
+    validate_every: Annotated[int, typer.Option(help="Validate every N steps (0: never).")] = 0,
+    checkpoint_every: Annotated[int, typer.Option(help="Checkpoint every N steps.")] = 50,
+    grad_accum: Annotated[int, typer.Option(help="Gradient accumulation steps.")] = 1,
+    mixed_precision: Annotated[str, typer.Option(help="no, fp16 or bf16.")] = "no",
+    seed: Annotated[int, typer.Option(help="Seed.")] = 0,
+    resume: Resume = False,
+    stop_after: Annotated[int | None, typer.Option(help="Stop after N steps this run.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON results.")] = False,
+) -> None:
+    """Train the matching net (base frozen) on cross-view pairs."""
+    _train(_common(stage="matching", data=data, output_dir=output_dir, init=str(base),
+                   steps=steps, batch_size=batch_size, lr=lr,
+                   correspondence_loss=correspondence_loss, mask_ratio=mask_ratio,
+                   val_data=str(val_data) if val_data else None, validate_every=validate_every,
+                   checkpoint_every=checkpoint_every, grad_accum=grad_accum,
+                   mixed_precision=mixed_precision, seed=seed), resume, stop_after, as_json)
+
+
+@train_app.command("appearance")
+def train_appearance(
+    data: Data, output_dir: Out,
+    matching: Annotated[Path, typer.Option(help="Pipeline folder from `train matching`.")],
+    steps: Steps = 10000, batch_size: Batch = 8, lr: Lr = 1e-4,
+    self_pairs: Annotated[bool, typer.Option(help="Also train on self-pairs.")] = True,
+    mask_ratio: Annotated[float, typer.Option(help="Template patches hidden.")] = 0.8,
+    val_data: Annotated[Path | None, typer.Option(help="Held-out dataset folder.")] = None,
+    validate_every: Annotated[int, typer.Option(help="Validate every N steps (0: never).")] = 0,
+    checkpoint_every: Annotated[int, typer.Option(help="Checkpoint every N steps.")] = 200,
+    grad_accum: Annotated[int, typer.Option(help="Gradient accumulation steps.")] = 1,
+    ema_decay: Annotated[float | None, typer.Option(help="EMA decay (off by default).")] = None,
+    mixed_precision: Annotated[str, typer.Option(help="no, fp16 or bf16.")] = "no",
+    seed: Annotated[int, typer.Option(help="Seed.")] = 0,
+    resume: Resume = False,
+    stop_after: Annotated[int | None, typer.Option(help="Stop after N steps this run.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON results.")] = False,
+) -> None:
+    """Train the appearance net (matching net and base frozen): lighting-aware stitching."""
+    _train(_common(stage="appearance", data=data, output_dir=output_dir, init=str(matching),
+                   steps=steps, batch_size=batch_size, lr=lr, self_pairs=self_pairs,
+                   mask_ratio=mask_ratio, val_data=str(val_data) if val_data else None,
+                   validate_every=validate_every, checkpoint_every=checkpoint_every,
+                   grad_accum=grad_accum, ema_decay=ema_decay,
+                   mixed_precision=mixed_precision, seed=seed), resume, stop_after, as_json)
 
 
 @app.command()

@@ -1,0 +1,120 @@
+"""Periodic validation of a training stage on held-out pairs (``--val-data``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from icportrait.conditioning import prepare_condition, vae_decode, vae_encode
+from icportrait.faces.io import save_image
+from icportrait.models.matching import Match
+from icportrait.models.reference import match_features
+
+# PCK threshold: 5% of the face width. Synthetic renders frame the face like the canonical
+# crop, where the face (cheek to cheek) spans about half the image width.
+FACE_WIDTH_OF_IMAGE = 0.5
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    mse = torch.mean((a.float() - b.float()) ** 2).item()
+    return float(10 * np.log10(1.0 / max(mse, 1e-10)))
+
+
+def finest(flows: dict) -> Match:
+    return flows[max(flows, key=lambda s: s[0] * s[1])]
+
+
+@torch.no_grad()
+def matching_pck(pipe, matching_net, items: list[dict], match_timestep: int = 200,
+                 threshold: float = 0.05, mask_ratio: float = 0.8, seed: int = 0) -> dict:
+    """Flow accuracy against ground truth on visible pixels, at the finest matched level.
+
+    The flow is computed as the pipeline computes cached flows (the condition canvas noised
+    to ``match_timestep``); each target cell's predicted source position, mapped to image
+    pixels, is correct if within ``threshold`` x face width of the ground truth.
+    """
+    from icportrait.conditioning import patch_mask
+
+    correct = total = 0
+    errors = []
+    g = torch.Generator().manual_seed(seed)
+    for it in items:
+        prof = it["profile"][None].to(pipe.device) * 2 - 1
+        tgt = it["target"][None].to(pipe.device) * 2 - 1
+        p, t = vae_encode(pipe.vae, prof), vae_encode(pipe.vae, tgt)
+        h, w = t.shape[-2:]
+        mask = patch_mask(1, h, w, mask_ratio, max(1, h // 16), g, t.device)
+        cond = prepare_condition(p, t, mask)
+        ac = pipe.scheduler.alphas_cumprod[match_timestep].to(p)
+        noisy = ac.sqrt() * cond.latents + (1 - ac).sqrt() * torch.randn(
+            cond.latents.shape, generator=g).to(p)
+        text = pipe.encode_prompt(None, 1)
+        feats = matching_net(cond.control_input(noisy), torch.tensor([match_timestep]), text)
+        m = finest(match_features(feats))
+        size = it["flow"].shape[-1]
+        lh, lw = m.size
+        scale = size / lw
+        ys = ((torch.arange(lh) + 0.5) * scale - 0.5).round().long()
+        xs = ((torch.arange(lw) + 0.5) * scale - 0.5).round().long()
+        gt = it["flow"][:, ys][:, :, xs]
+        ok = it["valid"][ys][:, xs]
+        pred = (m.flow[0].cpu() + 0.5) * scale - 0.5
+        err = torch.linalg.vector_norm(pred - gt, dim=0)[ok]
+        errors.append(err)
+        correct += int((err <= threshold * FACE_WIDTH_OF_IMAGE * size).sum())
+        total += int(ok.sum())
+    all_err = torch.cat(errors) if errors else torch.zeros(0)
+    return {"pck": round(correct / max(total, 1), 4), "cells": total,
+            "median_error_px": round(float(all_err.median()), 3) if total else None}
+
+
+def validate_stage(stage, module, folder: Path, step: int, n: int = 8) -> dict:
+    if stage.val is None:
+        return {}
+    folder = Path(folder)
+    items = [stage.val[i] for i in range(min(n, len(stage.val)))]
+    pipe = module.pipe
+    kind = stage.cfg.stage
+    if kind == "vae":
+        x = torch.stack([it["target"] for it in items]).to(pipe.device) * 2 - 1
+        rec = vae_decode(module.vae, vae_encode(module.vae, x))
+        save_image(_grid([(x + 1) / 2, rec]), folder / f"step-{step:06d}.png")
+        return {"psnr": round(psnr(rec, (x + 1) / 2), 3)}
+    if kind == "matching":
+        return matching_pck(pipe, module.net, items, stage.cfg.match_timestep,
+                            mask_ratio=stage.cfg.mask_ratio)
+    if kind == "base":
+        return {"val_loss": round(_val_denoise_loss(module, items), 5)}
+    # appearance: generate each target from its profile and compare with the ground truth
+    app, pipe.appearance_net = pipe.appearance_net, module.net
+    try:
+        pipe.set_progress_bar_config(disable=True)
+        outs = [pipe(it["profile"], it["target"], num_inference_steps=10, output_type="pt",
+                     generator=torch.Generator().manual_seed(i),
+                     mask_ratio=stage.cfg.mask_ratio).images[0].cpu()
+                for i, it in enumerate(items)]
+    finally:
+        pipe.appearance_net = app
+    gen = torch.stack(outs)
+    gt = torch.stack([it["target"] for it in items])
+    save_image(_grid([torch.stack([it["profile"] for it in items]), gt, gen]),
+               folder / f"step-{step:06d}.png")
+    return {"psnr": round(psnr(gen, gt), 3)}
+
+
+def _val_denoise_loss(module, items: list[dict]) -> float:
+    """Denoising loss on held-out canvases at fixed timesteps and noise."""
+    from icportrait.training.stages import collate
+
+    batch = collate(items)
+    g = torch.Generator().manual_seed(0)
+    return float(module(batch, g)[0])
+
+
+def _grid(rows: list[torch.Tensor]) -> np.ndarray:
+    """Rows of (N, 3, S, S) images in [0, 1] -> one uint8 image."""
+    lines = [torch.cat(list(r.cpu().float().clamp(0, 1)), dim=-1) for r in rows]
+    img = torch.cat(lines, dim=-2).permute(1, 2, 0).numpy()
+    return (img * 255 + 0.5).astype(np.uint8)

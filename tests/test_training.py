@@ -1,0 +1,137 @@
+"""Training stages on tiny random models and tiny synthetic data (CPU, a few steps each)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from icportrait.cli import main
+from icportrait.errors import ICPortraitError
+from icportrait.pipelines import ICPortraitPipeline
+from icportrait.specs import build_pipeline
+from icportrait.synth.generate import SynthConfig, generate
+from icportrait.training.config import TrainConfig
+from icportrait.training.stages import Stage
+from icportrait.training.trainer import Trainer
+from test_pipeline import DUMMY
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("train")
+    generate(root / "data", SynthConfig(identities=2, views=2, lights=2, size=32, seed=3))
+    build_pipeline(DUMMY, seed=0).save_pretrained(root / "init")
+    return root
+
+
+def _cfg(setup, tmp_path, stage, **kw) -> TrainConfig:
+    base = dict(stage=stage, output_dir=str(tmp_path / stage), data=[str(setup / "data")],
+                init=str(setup / "init"), steps=2, batch_size=2, checkpoint_every=2, seed=1)
+    return TrainConfig(**{**base, **kw})
+
+
+def _run(cfg, resume=False, stop_after=None):
+    return Trainer(cfg, Stage(cfg, "cpu")).run(resume, stop_after=stop_after)
+
+
+@pytest.mark.parametrize("stage", ["vae", "base", "matching", "appearance"])
+def test_each_stage_trains_and_exports(setup, tmp_path, stage):
+    kw = {"correspondence_loss": 0.5} if stage == "matching" else {}
+    cfg = _cfg(setup, tmp_path, stage, val_data=str(setup / "data"), validate_every=2, **kw)
+    before = ICPortraitPipeline.from_pretrained(setup / "init")
+    result = _run(cfg)
+    assert result["finished"] and result["end_step"] == 2 and result["world_size"] == 1
+    out = tmp_path / stage
+    assert (out / "checkpoints" / "step-000002" / "state.json").is_file()
+    assert "loss" in (out / "log.csv").read_text()
+    metrics = json.loads((out / "validation" / "step-000002.json").read_text())
+    assert metrics
+    after = ICPortraitPipeline.from_pretrained(out / "pipeline")
+    trained = {"vae": "vae", "base": "unet", "matching": "matching_net",
+               "appearance": "appearance_net"}[stage]
+    a, b = getattr(before, trained).state_dict(), getattr(after, trained).state_dict()
+    assert any(not torch.equal(a[k], b[k]) for k in a), "nothing was trained"
+    frozen = "unet" if stage in ("matching", "appearance") else "appearance_net"
+    if stage != "base":  # base re-creates the control nets from the trained UNet
+        fa, fb = getattr(before, frozen).state_dict(), getattr(after, frozen).state_dict()
+        assert all(torch.equal(fa[k], fb[k]) for k in fa)
+
+
+def test_resume_matches_an_uninterrupted_run(setup, tmp_path):
+    straight = _cfg(setup, tmp_path / "a", "matching", steps=4, checkpoint_every=2)
+    _run(straight)
+    resumed = _cfg(setup, tmp_path / "b", "matching", steps=4, checkpoint_every=2)
+    first = _run(resumed, stop_after=2)
+    assert not first["finished"] and not (tmp_path / "b" / "matching" / "pipeline").exists()
+    second = _run(resumed, resume=True)
+    assert second["start_step"] == 2 and second["finished"]
+    a = ICPortraitPipeline.from_pretrained(tmp_path / "a" / "matching" / "pipeline")
+    b = ICPortraitPipeline.from_pretrained(tmp_path / "b" / "matching" / "pipeline")
+    sa, sb = a.matching_net.state_dict(), b.matching_net.state_dict()
+    # Same data, noise and optimiser state: equal up to float rounding (stated: 1e-6).
+    assert all(torch.allclose(sa[k], sb[k], atol=1e-6) for k in sa)
+    rows = (tmp_path / "b" / "matching" / "log.csv").read_text().strip().splitlines()
+    assert [r.split(",")[0] for r in rows[1:]] == ["2", "4"]
+
+
+def test_existing_run_needs_resume_and_matching_stage(setup, tmp_path):
+    cfg = _cfg(setup, tmp_path, "matching")
+    _run(cfg)
+    with pytest.raises(ICPortraitError, match=r"--resume"):
+        _run(cfg)
+    other = _cfg(setup, tmp_path, "appearance", output_dir=str(tmp_path / "matching"), steps=4)
+    with pytest.raises(ICPortraitError, match="is a matching checkpoint"):
+        _run(other, resume=True)
+
+
+def test_bad_training_inputs(setup, tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ICPortraitError, match=r"no <identity>/views\.json"):
+        Stage(_cfg(setup, tmp_path, "matching", data=[str(empty)]), "cpu")
+    with pytest.raises(ICPortraitError, match="not found"):
+        Stage(_cfg(setup, tmp_path, "matching", data=[str(tmp_path / "nope")]), "cpu")
+    (tmp_path / "junk").mkdir()
+    (tmp_path / "junk" / "manifest.json").write_text('{"kind": "something else"}')
+    with pytest.raises(ICPortraitError, match="not an icportrait synthetic dataset"):
+        Stage(_cfg(setup, tmp_path, "matching", data=[str(tmp_path / "junk")]), "cpu")
+    with pytest.raises(ICPortraitError, match="--init"):
+        Stage(_cfg(setup, tmp_path, "matching", init=str(tmp_path / "nope")), "cpu")
+    tiny_init = tmp_path / "tiny"
+    build_pipeline("tiny").save_pretrained(tiny_init)
+    with pytest.raises(ICPortraitError, match=r"works at 128 px but .* holds 32 px"):
+        Stage(_cfg(setup, tmp_path, "matching", init=str(tiny_init)), "cpu")
+    with pytest.raises(ICPortraitError, match="no training data"):
+        _cfg(setup, tmp_path, "matching", data=[]).validate()
+    with pytest.raises(ICPortraitError, match="unknown stage"):
+        _cfg(setup, tmp_path, "lighting").validate()
+
+
+def test_cli_train_matching(setup, tmp_path, capsys):
+    code = main(["train", "matching", "--data", str(setup / "data"), "-o", str(tmp_path / "m"),
+                 "--base", str(setup / "init"), "--steps", "2", "--batch-size", "2", "--json"])
+    assert code == 0
+    assert json.loads(capsys.readouterr().out)["finished"] is True
+    assert main(["train", "matching", "--data", str(setup / "data"), "-o", str(tmp_path / "m"),
+                 "--base", str(setup / "init"), "--steps", "2"]) == 2
+    assert "--resume" in capsys.readouterr().err
+
+
+def test_two_process_cpu_run(setup, tmp_path):
+    """Two processes over gloo (torchrun; `accelerate launch --cpu` would start only one)."""
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+           "--master_port", "29517", "-m", "icportrait", "train", "matching",
+           "--data", str(setup / "data"), "-o", str(out), "--base", str(setup / "init"),
+           "--steps", "2", "--batch-size", "1", "--json"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    state = json.loads((out / "checkpoints" / "step-000002" / "state.json").read_text())
+    assert state["world_size"] == 2
+    assert (out / "pipeline" / "matching_net").is_dir()
