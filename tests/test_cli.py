@@ -110,3 +110,30 @@ def test_console_script_runs(photos):
     assert proc.returncode == 1
     # Exactly one line: mediapipe's native start-up logging must not bury it.
     assert proc.stderr.strip().splitlines() == [f"{photos / 'wall.png'}: no face found"]
+
+
+def test_generate_with_a_model_folder(photos, tmp_path, capsys):
+    from test_pipeline import DUMMY
+
+    from icportrait.specs import build_pipeline
+
+    build_pipeline(DUMMY).save_pretrained(tmp_path / "model")
+    out = tmp_path / "out" / "portrait.png"
+    code = main(["generate", "--profile", str(photos / "astronaut.png"),
+                 "--template", str(photos / "grace.jpg"), "-o", str(out),
+                 "--model", str(tmp_path / "model"), "--steps", "2",
+                 "--save-flow", str(tmp_path / "flow.png")])
+    assert code == 0
+    assert Image.open(out).size == (32, 32)  # the model's resolution
+    sidecar = json.loads(out.with_suffix(".json").read_text())
+    assert sidecar["steps"] == 2 and sidecar["seed"] == 0 and sidecar["seconds_generate"] > 0
+    assert Image.open(tmp_path / "flow.png").size == (512, 256)
+    code = main(["generate", "--profile", str(photos / "astronaut.png"), "--template",
+                 str(photos / "grace.jpg"), "-o", str(out), "--model", str(tmp_path / "none")])
+    assert code == 2
+    assert "no model at" in capsys.readouterr().err
+    code = main(["generate", "--profile", str(photos / "wall.png"), "--template",
+                 str(photos / "grace.jpg"), "-o", str(tmp_path / "x.png"),
+                 "--model", str(tmp_path / "model"), "--steps", "2"])
+    assert code == 2 and "no face found" in capsys.readouterr().err
+    assert not (tmp_path / "x.png").exists()
