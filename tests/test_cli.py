@@ -113,9 +113,8 @@ def test_console_script_runs(photos):
 
 
 def test_generate_with_a_model_folder(photos, tmp_path, capsys):
-    from test_pipeline import DUMMY
-
     from icportrait.specs import build_pipeline
+    from test_pipeline import DUMMY
 
     build_pipeline(DUMMY).save_pretrained(tmp_path / "model")
     out = tmp_path / "out" / "portrait.png"
