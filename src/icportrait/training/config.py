@@ -53,6 +53,7 @@ class TrainConfig:
     correspondence_temperature: float = 0.07
     match_timestep: int = 200
     kl_weight: float = 1e-6
+    vae_crop: int = 64  # the VAE is fully convolutional: train on random crops (0: whole)
 
     def validate(self) -> None:
         if self.stage not in STAGES:
