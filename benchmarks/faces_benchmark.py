@@ -15,7 +15,6 @@ render) and the solver alone (PnP on the exact projected mesh vertices).
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import statistics
 import time
@@ -39,6 +38,7 @@ from icportrait.faces import (
 from icportrait.faces.pose import solve_rotation
 from icportrait.samples import SAMPLE_NAMES, load_sample
 from icportrait.synth.photo_lift import lift_face, render_lifted
+from report import emit
 
 
 def variants(image: np.ndarray) -> dict[str, np.ndarray]:
@@ -181,11 +181,7 @@ def main() -> None:
         "pose": bench_pose(),
         "identity": bench_identity(),
     }
-    text = json.dumps(results, indent=2)
-    print(text)
-    if args.json:
-        with open(args.json, "w") as f:
-            f.write(text + "\n")
+    emit(results, args.json)
 
 
 if __name__ == "__main__":

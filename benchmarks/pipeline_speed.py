@@ -24,6 +24,7 @@ import torch
 
 from icportrait.models.matching import DEFAULT_MAX_CHUNK_BYTES, argmax_flow
 from icportrait.specs import build_pipeline
+from report import emit
 
 CONFIGS = {
     "plain": dict(reference_scale=0.0),
@@ -143,11 +144,7 @@ def main() -> None:
         "cost_volume": cost_volume_sizes(),
         "sd15_argmax": [sd15_argmax(b) for b in (4 * 2**20, DEFAULT_MAX_CHUNK_BYTES)],
     }
-    text = json.dumps(results, indent=2)
-    print(text)
-    if args.json:
-        with open(args.json, "w") as f:
-            f.write(text + "\n")
+    emit(results, args.json)
 
 
 if __name__ == "__main__":

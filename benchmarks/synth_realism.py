@@ -21,7 +21,6 @@ Measures, printing one JSON object:
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import time
 
@@ -36,6 +35,7 @@ from icportrait.faces import (
 )
 from icportrait.synth.head import build_head, sample_head_params
 from icportrait.synth.raster import Renderer, random_lighting
+from report import emit
 
 
 def random_pose(rng: np.random.Generator, max_yaw: float) -> HeadPose:
@@ -185,11 +185,7 @@ def main() -> None:
         "glasses": sum(p.glasses for p in params),
         "facial_hair": sum(p.facial_hair != "none" for p in params),
     }
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.json:
-        with open(args.json, "w") as f:
-            f.write(text + "\n")
+    emit(result, args.json)
 
 
 if __name__ == "__main__":
