@@ -236,6 +236,16 @@ Steps = Annotated[int, typer.Option(help="Optimiser steps.")]
 Batch = Annotated[int, typer.Option(help="Batch size per process.")]
 Lr = Annotated[float, typer.Option(help="Learning rate.")]
 Resume = Annotated[bool, typer.Option("--resume", help="Continue from the latest checkpoint.")]
+ValData = Annotated[Path | None, typer.Option(help="Held-out dataset folder.")]
+ValidateEvery = Annotated[int, typer.Option(help="Validate every N steps (0: never).")]
+CheckpointEvery = Annotated[int, typer.Option(help="Checkpoint every N steps.")]
+GradAccum = Annotated[int, typer.Option(help="Gradient accumulation steps.")]
+EmaDecay = Annotated[float | None, typer.Option(help="EMA decay (off by default).")]
+Precision = Annotated[str, typer.Option(help="Mixed precision: no, fp16 or bf16.")]
+Seed = Annotated[int, typer.Option(help="Seed.")]
+StopAfter = Annotated[int | None, typer.Option(help="Stop after N steps this run.")]
+AsJson = Annotated[bool, typer.Option("--json", help="Print JSON results.")]
+MaskRatio = Annotated[float, typer.Option(help="Template patches hidden.")]
 
 
 def _train(cfg, resume: bool, stop_after: int | None, as_json: bool) -> dict:
@@ -284,16 +294,16 @@ def train_base(
     spec: Annotated[str, typer.Option(help="Model spec to pretrain.")] = "tiny",
     vae_steps: Annotated[int, typer.Option(help="VAE steps (phase 1).")] = 2000,
     steps: Steps = 10000, batch_size: Batch = 8, lr: Lr = 2e-4,
-    val_data: Annotated[Path | None, typer.Option(help="Held-out dataset folder.")] = None,
-    validate_every: Annotated[int, typer.Option(help="Validate every N steps (0: never).")] = 0,
-    checkpoint_every: Annotated[int, typer.Option(help="Checkpoint every N steps.")] = 200,
-    grad_accum: Annotated[int, typer.Option(help="Gradient accumulation steps.")] = 1,
-    ema_decay: Annotated[float | None, typer.Option(help="EMA decay (off by default).")] = None,
-    mixed_precision: Annotated[str, typer.Option(help="no, fp16 or bf16.")] = "no",
-    seed: Annotated[int, typer.Option(help="Seed.")] = 0,
+    val_data: ValData = None,
+    validate_every: ValidateEvery = 0,
+    checkpoint_every: CheckpointEvery = 200,
+    grad_accum: GradAccum = 1,
+    ema_decay: EmaDecay = None,
+    mixed_precision: Precision = "no",
+    seed: Seed = 0,
     resume: Resume = False,
-    stop_after: Annotated[int | None, typer.Option(help="Stop after N steps this run.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON results.")] = False,
+    stop_after: StopAfter = None,
+    as_json: AsJson = False,
 ) -> None:
     """Pretrain the tiny spec's VAE, then its UNet, on synthetic renders."""
     common = dict(data=data, val_data=str(val_data) if val_data else None,
@@ -320,16 +330,16 @@ def train_matching(
     correspondence_loss: Annotated[
         float, typer.Option(help="Weight of the optional correspondence loss (0: off).")
     ] = 0.0,
-    mask_ratio: Annotated[float, typer.Option(help="Template patches hidden.")] = 0.8,
-    val_data: Annotated[Path | None, typer.Option(help="Held-out dataset folder.")] = None,
-    validate_every: Annotated[int, typer.Option(help="Validate every N steps (0: never).")] = 0,
-    checkpoint_every: Annotated[int, typer.Option(help="Checkpoint every N steps.")] = 50,
-    grad_accum: Annotated[int, typer.Option(help="Gradient accumulation steps.")] = 1,
-    mixed_precision: Annotated[str, typer.Option(help="no, fp16 or bf16.")] = "no",
-    seed: Annotated[int, typer.Option(help="Seed.")] = 0,
+    mask_ratio: MaskRatio = 0.8,
+    val_data: ValData = None,
+    validate_every: ValidateEvery = 0,
+    checkpoint_every: CheckpointEvery = 50,
+    grad_accum: GradAccum = 1,
+    mixed_precision: Precision = "no",
+    seed: Seed = 0,
     resume: Resume = False,
-    stop_after: Annotated[int | None, typer.Option(help="Stop after N steps this run.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON results.")] = False,
+    stop_after: StopAfter = None,
+    as_json: AsJson = False,
 ) -> None:
     """Train the matching net (base frozen) on cross-view pairs."""
     _train(_common(stage="matching", data=data, output_dir=output_dir, init=str(base),
@@ -346,17 +356,17 @@ def train_appearance(
     matching: Annotated[Path, typer.Option(help="Pipeline folder from `train matching`.")],
     steps: Steps = 10000, batch_size: Batch = 8, lr: Lr = 1e-4,
     self_pairs: Annotated[bool, typer.Option(help="Also train on self-pairs.")] = True,
-    mask_ratio: Annotated[float, typer.Option(help="Template patches hidden.")] = 0.8,
-    val_data: Annotated[Path | None, typer.Option(help="Held-out dataset folder.")] = None,
-    validate_every: Annotated[int, typer.Option(help="Validate every N steps (0: never).")] = 0,
-    checkpoint_every: Annotated[int, typer.Option(help="Checkpoint every N steps.")] = 200,
-    grad_accum: Annotated[int, typer.Option(help="Gradient accumulation steps.")] = 1,
-    ema_decay: Annotated[float | None, typer.Option(help="EMA decay (off by default).")] = None,
-    mixed_precision: Annotated[str, typer.Option(help="no, fp16 or bf16.")] = "no",
-    seed: Annotated[int, typer.Option(help="Seed.")] = 0,
+    mask_ratio: MaskRatio = 0.8,
+    val_data: ValData = None,
+    validate_every: ValidateEvery = 0,
+    checkpoint_every: CheckpointEvery = 200,
+    grad_accum: GradAccum = 1,
+    ema_decay: EmaDecay = None,
+    mixed_precision: Precision = "no",
+    seed: Seed = 0,
     resume: Resume = False,
-    stop_after: Annotated[int | None, typer.Option(help="Stop after N steps this run.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON results.")] = False,
+    stop_after: StopAfter = None,
+    as_json: AsJson = False,
 ) -> None:
     """Train the appearance net (matching net and base frozen): lighting-aware stitching."""
     _train(_common(stage="appearance", data=data, output_dir=output_dir, init=str(matching),
@@ -386,8 +396,8 @@ def generate(
         Path | None, typer.Option(help="Pipeline folder (default: the embedded tiny model).")
     ] = None,
     steps: Annotated[int, typer.Option(help="Denoising steps.")] = 30,
-    seed: Annotated[int, typer.Option(help="Seed.")] = 0,
-    mask_ratio: Annotated[float, typer.Option(help="Template patches hidden.")] = 0.8,
+    seed: Seed = 0,
+    mask_ratio: MaskRatio = 0.8,
     paste_back: Annotated[
         bool, typer.Option("--paste-back", help="Paste the face back into the template photo.")
     ] = False,
