@@ -32,6 +32,26 @@ def test_help_on_every_command(argv, capsys):
     assert "Usage" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("argv", [[], ["nosuchcmd"], ["faces", "inspect", "x.png", "--size", "a"]])
+def test_usage_errors_exit_2_without_traceback(argv, capsys):
+    assert main(argv) == 2
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_multi_value_options_are_expanded():
+    from icportrait.cli import expand_multi_value
+
+    argv = ["generate", "--profile", "a.jpg", "b.jpg", "--template", "t.jpg", "-o", "o.png"]
+    assert expand_multi_value(argv) == ["generate", "--profile", "a.jpg", "--profile", "b.jpg",
+                                        "--template", "t.jpg", "-o", "o.png"]
+
+
+def test_inspect_rejects_bad_crop_settings(photos, capsys):
+    assert main(["faces", "inspect", str(photos / "grace.jpg"), "--out", "x",
+                 "--margin", "10"]) == 2
+    assert "--margin must be in" in capsys.readouterr().err
+
+
 def test_version(capsys):
     assert main(["--version"]) == 0
     assert capsys.readouterr().out.startswith("icportrait 0.")
@@ -119,6 +139,7 @@ def test_generate_with_a_model_folder(photos, tmp_path, capsys):
     build_pipeline(DUMMY).save_pretrained(tmp_path / "model")
     out = tmp_path / "out" / "portrait.png"
     code = main(["generate", "--profile", str(photos / "astronaut.png"),
+                 str(photos / "astronaut.png"),  # two references, DESIGN's syntax
                  "--template", str(photos / "grace.jpg"), "-o", str(out),
                  "--model", str(tmp_path / "model"), "--steps", "2",
                  "--save-flow", str(tmp_path / "flow.png")])

@@ -79,13 +79,13 @@ def test_mutual_nearest_mask():
 
 
 def test_resize_flow_keeps_identity_and_scales_shifts():
-    assert torch.allclose(resize_flow(identity_flow(1, 8, 8), (16, 16)),
-                          identity_flow(1, 16, 16) + torch.tensor([0.0, 0.0]).view(1, 2, 1, 1),
-                          atol=0.51)
-    shifted = identity_flow(1, 8, 8) + torch.tensor([2.0, 0.0]).view(1, 2, 1, 1)
-    down = resize_flow(shifted, (4, 4))
-    assert torch.allclose(down - resize_flow(identity_flow(1, 8, 8), (4, 4)),
-                          torch.tensor([1.0, 0.0]).view(1, 2, 1, 1).expand(1, 2, 4, 4))
+    assert torch.equal(resize_flow(identity_flow(1, 4, 4), (8, 8)), identity_flow(1, 8, 8))
+    assert torch.equal(resize_flow(identity_flow(2, 8, 8), (4, 4)), identity_flow(2, 4, 4))
+    shifted = identity_flow(1, 8, 8) + torch.tensor([2.0, -1.0]).view(1, 2, 1, 1)
+    down = resize_flow(shifted, (4, 4)) - identity_flow(1, 4, 4)
+    assert torch.allclose(down, torch.tensor([1.0, -0.5]).view(1, 2, 1, 1).expand(1, 2, 4, 4))
+    up = resize_flow(shifted, (16, 16)) - identity_flow(1, 16, 16)
+    assert torch.allclose(up, torch.tensor([4.0, -2.0]).view(1, 2, 1, 1).expand(1, 2, 16, 16))
 
 
 def test_bilinear_warp_interpolates():

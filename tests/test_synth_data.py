@@ -140,6 +140,21 @@ def test_bad_settings(kwargs, match, tmp_path):
         generate(tmp_path, SynthConfig(**{**CFG.to_json(), **kwargs}))
 
 
+def test_dataset_names_cannot_escape_the_folder(dataset, tmp_path):
+    root = tmp_path / "evil"
+    shutil.copytree(dataset, root)
+    manifest = json.loads((root / "manifest.json").read_text())
+    manifest["shards"][0] = "../../etc/passwd"
+    (root / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ICPortraitError, match="invalid shard name"):
+        SynthDataset(root)
+    person = tmp_path / "mv" / "p0"
+    person.mkdir(parents=True)
+    (person / "views.json").write_text(json.dumps({"../secret": {"yaw": 0}}))
+    with pytest.raises(ICPortraitError, match="invalid view name"):
+        MultiViewFolder(tmp_path / "mv")
+
+
 def test_unwritable_output_and_bad_shard(tmp_path):
     blocker = tmp_path / "file.txt"
     blocker.write_text("x")

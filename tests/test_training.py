@@ -63,11 +63,15 @@ def test_each_stage_trains_and_exports(setup, tmp_path, stage):
 
 
 def test_resume_matches_an_uninterrupted_run(setup, tmp_path):
-    straight = _cfg(setup, tmp_path / "a", "matching", steps=4, checkpoint_every=2)
+    kw = dict(steps=4, checkpoint_every=2, ema_decay=0.9, warmup_steps=3)
+    straight = _cfg(setup, tmp_path / "a", "matching", **kw)
     _run(straight)
-    resumed = _cfg(setup, tmp_path / "b", "matching", steps=4, checkpoint_every=2)
+    resumed = _cfg(setup, tmp_path / "b", "matching", **kw)
     first = _run(resumed, stop_after=2)
     assert not first["finished"] and not (tmp_path / "b" / "matching" / "pipeline").exists()
+    ckpt = tmp_path / "b" / "matching" / "checkpoints" / "step-000002"
+    assert {p.name for p in ckpt.iterdir()} == {"model.safetensors", "ema.safetensors",
+                                                "optimizer.pt", "scheduler.pt", "state.json"}
     second = _run(resumed, resume=True)
     assert second["start_step"] == 2 and second["finished"]
     a = ICPortraitPipeline.from_pretrained(tmp_path / "a" / "matching" / "pipeline")
@@ -104,7 +108,7 @@ def test_bad_training_inputs(setup, tmp_path):
         Stage(_cfg(setup, tmp_path, "matching", init=str(tmp_path / "nope")), "cpu")
     tiny_init = tmp_path / "tiny"
     build_pipeline("tiny").save_pretrained(tiny_init)
-    with pytest.raises(ICPortraitError, match=r"works at 128 px but .* holds 32 px"):
+    with pytest.raises(ICPortraitError, match=r"works at 128 px but .* holds 32x32 px"):
         Stage(_cfg(setup, tmp_path, "matching", init=str(tiny_init)), "cpu")
     with pytest.raises(ICPortraitError, match="no training data"):
         _cfg(setup, tmp_path, "matching", data=[]).validate()

@@ -88,6 +88,10 @@ def faces_inspect(
 
     if detector not in ("auto", "mediapipe", "dlib"):
         raise ICPortraitError(f"unknown detector {detector!r}: use auto, mediapipe or dlib")
+    if not 16 <= size <= 4096:
+        raise ICPortraitError(f"--size must be in [16, 4096] px, got {size}")
+    if not 0.25 <= margin <= 4:
+        raise ICPortraitError(f"--margin must be in [0.25, 4], got {margin}")
     reports, failed = [], 0
     with _progress(disable=len(images) < 2) as bar:
         task = bar.add_task("inspecting", total=len(images))
@@ -249,18 +253,14 @@ MaskRatio = Annotated[float, typer.Option(help="Template patches hidden.")]
 
 
 def _train(cfg, resume: bool, stop_after: int | None, as_json: bool) -> dict:
-    import torch
-    from accelerate import Accelerator
-
     from icportrait.training.stages import Stage
-    from icportrait.training.trainer import Trainer
+    from icportrait.training.trainer import Trainer, make_accelerator
 
     cfg.validate()
     import diffusers
 
     diffusers.utils.logging.disable_progress_bar()
-    acc = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=cfg.mixed_precision,
-                      gradient_accumulation_steps=cfg.grad_accum)
+    acc = make_accelerator(cfg)
     stage = Stage(cfg, acc.device)
     with _progress(disable=as_json or not acc.is_main_process) as bar:
         task = bar.add_task(f"training {cfg.stage}", total=cfg.steps)
@@ -463,10 +463,33 @@ def demo(
         print(f"demo finished in {time.perf_counter() - t0:.1f} s: open {out / 'report.html'}")
 
 
+# Options that take several values after one flag (`--profile a.jpg b.jpg`), which click
+# cannot express; main() rewrites them to the repeated form (`--profile a --profile b`).
+MULTI_VALUE_OPTIONS = ("--profile", "--data")
+
+
+def expand_multi_value(argv: list[str]) -> list[str]:
+    out: list[str] = []
+    current = None
+    for arg in argv:
+        if arg in MULTI_VALUE_OPTIONS:
+            current = arg
+            out.append(arg)
+            continue
+        if current and not arg.startswith("-") and out[-1] != current:
+            out.extend([current, arg])
+            continue
+        if arg.startswith("-"):
+            current = None
+        out.append(arg)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: run the app, turning expected errors into one line and exit code 2."""
+    """Entry point: run the app; expected errors become one line and a non-zero exit code."""
+    args = expand_multi_value(list(sys.argv[1:] if argv is None else argv))
     try:
-        code = app(args=argv, standalone_mode=False)
+        code = app(args=args, standalone_mode=False)
     except ICPortraitError as exc:
         _fail(f"error: {exc}")
         return 2
@@ -475,10 +498,9 @@ def main(argv: list[str] | None = None) -> int:
     except (typer.Abort, KeyboardInterrupt):
         _fail("aborted")
         return 130
-    except Exception as exc:  # click usage errors
-        import click
-
-        if isinstance(exc, click.ClickException):
+    except Exception as exc:
+        # Usage errors (typer bundles its own click, whose exceptions are not click's).
+        if callable(getattr(exc, "show", None)) and hasattr(exc, "exit_code"):
             exc.show()
             return exc.exit_code
         raise

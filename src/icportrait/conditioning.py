@@ -42,6 +42,20 @@ def vae_decode(vae, latents: torch.Tensor) -> torch.Tensor:
     return (images.float() / 2 + 0.5).clamp(0, 1)
 
 
+def default_patch_size(latent_side: int) -> int:
+    """Mask patch side in latent cells: 16 x 16 patches per half at any scale."""
+    return max(1, latent_side // 16)
+
+
+def noised(latents: torch.Tensor, alphas_cumprod: torch.Tensor, timestep: int,
+           noise: torch.Tensor) -> torch.Tensor:
+    """The variance-preserving forward process at a training timestep:
+    ``sqrt(a) x + sqrt(1 - a) noise``, which is what an epsilon-UNet takes as input whatever
+    sampler is used at inference (cached matching flows are computed on such an input)."""
+    a = alphas_cumprod[timestep].to(latents)
+    return a.sqrt() * latents + (1 - a).sqrt() * noise.to(latents)
+
+
 def patch_mask(
     batch: int,
     height: int,
@@ -67,7 +81,8 @@ def patch_mask(
     n_hidden = round(ratio * ph * pw)
     masks = []
     for g in gens:
-        order = torch.randperm(ph * pw, generator=g)
+        # randperm draws on its generator's device (a CUDA generator is allowed).
+        order = torch.randperm(ph * pw, generator=g, device=g.device if g else "cpu").cpu()
         m = torch.zeros(ph * pw)
         m[order[:n_hidden]] = 1.0
         masks.append(m.view(1, ph, pw))

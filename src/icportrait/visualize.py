@@ -20,6 +20,8 @@ def flow_picture(flow: torch.Tensor, size: int = 256, valid: torch.Tensor | None
     """
     if flow.ndim != 3 or flow.shape[0] != 2:
         raise ValueError(f"expected a (2, h, w) flow, got {tuple(flow.shape)}")
+    flow = flow.detach().float().cpu()
+    valid = None if valid is None else valid.detach().cpu()
     h, w = flow.shape[-2:]
     left = flow_to_color(identity_flow(1, h, w))
     right = flow_to_color(flow[None].float(), None if valid is None else valid[None])

@@ -20,7 +20,8 @@ Two kinds, one interface (``num_identities``, ``num_views``, ``num_lights``, ``i
 from __future__ import annotations
 
 import json
-from functools import lru_cache
+import re
+from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
@@ -29,12 +30,28 @@ from icportrait.errors import ICPortraitError
 from icportrait.faces.io import load_image
 from icportrait.synth.correspondence import ViewCamera, ground_truth_flow
 
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._ -]*$")
+
+
+def _safe_name(name: str, what: str) -> str:
+    """A file-name component from a dataset's own metadata: no separators, no '..'."""
+    if not isinstance(name, str) or not _SAFE_NAME.match(name) or ".." in name:
+        raise ICPortraitError(f"invalid {what} name {name!r} in dataset metadata")
+    return name
+
 
 class SynthDataset:
-    """Read access to a synthetic dataset folder (complete shards only)."""
+    """Read access to a synthetic dataset folder (complete shards only).
 
-    def __init__(self, root: str | Path):
+    Decompressed shards are kept in memory (up to ``max_cached_shards``, least recently
+    used first out), since random batches touch many shards.
+    """
+
+    def __init__(self, root: str | Path, max_cached_shards: int = 64):
         self.root = Path(root)
+        self._cache: OrderedDict[str, dict[str, np.ndarray]] = OrderedDict()
+        self._meta_cache: dict[str, dict] = {}
+        self.max_cached_shards = max_cached_shards
         path = self.root / "manifest.json"
         if not path.is_file():
             raise ICPortraitError(f"{self.root} is not a synthetic dataset (no manifest.json)")
@@ -44,7 +61,8 @@ class SynthDataset:
         cfg = self.manifest["config"]
         self.size, self.per_shard = cfg["size"], cfg["per_shard"]
         self.num_views, self.num_lights = cfg["views"], cfg["lights"]
-        self.shards = [s for s in self.manifest["shards"] if (self.root / f"{s}.json").exists()]
+        names = [_safe_name(s, "shard") for s in self.manifest["shards"]]
+        self.shards = [s for s in names if (self.root / f"{s}.json").exists()]
         self._ids: list[tuple[str, int]] = []
         for s in self.shards:
             meta = json.loads((self.root / f"{s}.json").read_text())
@@ -60,14 +78,21 @@ class SynthDataset:
     def views_of(self, i: int) -> int:
         return self.num_views
 
-    @lru_cache(maxsize=2)  # noqa: B019 - one dataset object per folder; shards are large
     def _shard(self, name: str) -> dict[str, np.ndarray]:
+        if name in self._cache:
+            self._cache.move_to_end(name)
+            return self._cache[name]
         with np.load(self.root / f"{name}.npz", allow_pickle=False) as z:
-            return {k: z[k] for k in z.files}
+            data = {k: z[k] for k in z.files}
+        self._cache[name] = data
+        while len(self._cache) > self.max_cached_shards:
+            self._cache.popitem(last=False)
+        return data
 
-    @lru_cache(maxsize=2)  # noqa: B019
     def _meta(self, name: str) -> dict:
-        return json.loads((self.root / f"{name}.json").read_text())
+        if name not in self._meta_cache:
+            self._meta_cache[name] = json.loads((self.root / f"{name}.json").read_text())
+        return self._meta_cache[name]
 
     def identity(self, i: int) -> dict[str, np.ndarray]:
         shard, k = self._ids[i]
@@ -115,7 +140,7 @@ class MultiViewFolder:
         self._views = []
         for p in self._ids:
             views = json.loads((p / "views.json").read_text())
-            names = sorted(views)
+            names = sorted(_safe_name(n, "view") for n in views)
             for n in names:
                 if self._file(p, n) is None:
                     raise ICPortraitError(f"{p}: view {n!r} has no image file")

@@ -20,12 +20,14 @@ class PairDataset(Dataset):
 
     ``same_light``: True keeps pairs under the same lighting, False pairs under different
     lights, None takes both. ``yaw_gap``: (min, max) absolute yaw difference in degrees.
-    The pair list is fixed at construction (deterministic in ``seed``).
+    The pair list is fixed at construction (deterministic in ``seed``). ``with_flow=False``
+    skips the ground-truth flow (``flow``/``valid`` absent), for stages that do not use it.
     """
 
     def __init__(self, source, same_light: bool | None = None,
                  yaw_gap: tuple[float, float] = (0.0, 180.0), include_self: bool = False,
-                 seed: int = 0):
+                 seed: int = 0, with_flow: bool = True):
+        self.with_flow = with_flow
         is_source = isinstance(source, (SynthDataset, MultiViewFolder))
         self.source = source if is_source else open_multiview(source)
         lo, hi = yaw_gap
@@ -62,16 +64,18 @@ class PairDataset(Dataset):
         i, vp, lp, vt, lt = self.pairs[idx]
         src = self.source
         profile, target = src.image(i, vp, lp), src.image(i, vt, lt)
-        flow, valid = src.flow(i, vt, vp)
 
         def img(a: np.ndarray) -> torch.Tensor:
             return torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1).float() / 255.0
 
-        return {
+        item = {
             "profile": img(profile), "target": img(target),
-            "flow": torch.from_numpy(flow), "valid": torch.from_numpy(valid),
             "profile_pose": torch.from_numpy(np.asarray(src.pose(i, vp), np.float32)),
             "target_pose": torch.from_numpy(np.asarray(src.pose(i, vt), np.float32)),
             "identity": i, "profile_view": vp, "target_view": vt,
             "profile_light": lp, "target_light": lt,
         }
+        if self.with_flow:
+            flow, valid = src.flow(i, vt, vp)
+            item["flow"], item["valid"] = torch.from_numpy(flow), torch.from_numpy(valid)
+        return item

@@ -122,11 +122,15 @@ def resize_flow(flow: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """The same flow on another grid: target pixels resampled (nearest) to ``size`` and
     source coordinates rescaled to a source grid of that size (the halves are equal)."""
     h, w = flow.shape[-2:]
-    out = F.interpolate(flow.float(), size=size, mode="nearest") if (h, w) != tuple(size) \
-        else flow.float()
-    x = (out[:, 0] + 0.5) * (size[1] / w) - 0.5
-    y = (out[:, 1] + 0.5) * (size[0] / h) - 0.5
-    return torch.stack([x, y], 1)
+    if (h, w) == tuple(size):
+        return flow.float()
+    # Resample the *displacement* (smooth) rather than the absolute coordinates, so each
+    # fine pixel keeps its own position within a coarse cell; rescale it to the new grid.
+    b = flow.shape[0]
+    disp = flow.float() - identity_flow(b, h, w, device=flow.device)
+    disp = F.interpolate(disp, size=size, mode="nearest")
+    scale = torch.tensor([size[1] / w, size[0] / h], device=flow.device).view(1, 2, 1, 1)
+    return identity_flow(b, *size, device=flow.device) + disp * scale
 
 
 def warp(

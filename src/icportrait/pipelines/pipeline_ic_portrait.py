@@ -35,6 +35,8 @@ from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 
 from icportrait.conditioning import (
+    default_patch_size,
+    noised,
     patch_mask,
     prepare_condition,
     split,
@@ -106,10 +108,9 @@ class ICPortraitPipeline(DiffusionPipeline):
             raise ModelFilesError(f"{path} lacks component folder(s): {', '.join(missing)}")
         for c in REQUIRED_COMPONENTS[:-1]:
             folder = os.path.join(path, c)
-            if c not in kwargs and not any(
-                f.endswith((".safetensors", ".bin")) for f in os.listdir(folder)
-            ):
-                raise ModelFilesError(f"{folder} has no weights file")
+            # Only safetensors are loaded: pickled .bin weights could run code.
+            if c not in kwargs and not any(f.endswith(".safetensors") for f in os.listdir(folder)):
+                raise ModelFilesError(f"{folder} has no weights file (.safetensors)")
         kwargs.setdefault("use_safetensors", True)
         return super().from_pretrained(path, **kwargs)
 
@@ -201,7 +202,8 @@ class ICPortraitPipeline(DiffusionPipeline):
         """
         self._check_args(num_inference_steps, mask_ratio, reference_scale, flow_mode,
                          appearance_every, output_type, align_faces, paste_back)
-        device, dtype = self.device, self.unet.dtype
+        # _execution_device, not device: under CPU offload the models run elsewhere.
+        device, dtype = self._execution_device, self.unet.dtype
         size = self.resolution
         profiles = [to_rgb_uint8(im, "profile") for im in as_image_list(profile, "profile")]
         templates = [to_rgb_uint8(im, "template") for im in as_image_list(template, "template")]
@@ -221,7 +223,16 @@ class ICPortraitPipeline(DiffusionPipeline):
         template_lat = self.encode_images(to_model_batch(templates, size, device, self.vae.dtype))
         profile_lat, template_lat = profile_lat.to(dtype), template_lat.to(dtype)
         c, h, w = template_lat.shape[1:]
-        patch = mask_patch_size or max(1, h // 16)
+        patch = mask_patch_size or default_patch_size(h)
+        if h % patch or w % patch:
+            raise ICPortraitError(f"mask_patch_size {patch} must divide the latent size "
+                                  f"{h}x{w}")
+        if match_levels is not None:
+            known = {(h // 2**i, w // 2**i) for i in range(8)}
+            bad = [lv for lv in match_levels if tuple(lv) not in known]
+            if bad:
+                raise ICPortraitError(f"match_levels {bad} are not feature sizes of this "
+                                      f"model (latent {h}x{w}, halved per level)")
         mask = patch_mask(b, h, w, mask_ratio, patch, generator, device)
 
         # Canvases per (template b, reference k), reference-major within each template.
@@ -292,8 +303,7 @@ class ICPortraitPipeline(DiffusionPipeline):
         n = len(self.scheduler.alphas_cumprod)
         if not 0 <= timestep < n:
             raise ICPortraitError(f"match_timestep must be in [0, {n}), got {timestep}")
-        ac = self.scheduler.alphas_cumprod[timestep].to(condition.latents)
-        noisy = ac.sqrt() * condition.latents + (1 - ac).sqrt() * noise
+        noisy = noised(condition.latents, self.scheduler.alphas_cumprod, timestep, noise)
         t = torch.tensor(timestep, device=noisy.device)
         feats = self.matching_net(condition.control_input(noisy), t, text)
         return match_features(feats, num_refs, levels)
@@ -322,8 +332,9 @@ class ICPortraitPipeline(DiffusionPipeline):
     @staticmethod
     def _check_args(steps, mask_ratio, reference_scale, flow_mode, appearance_every,
                     output_type, align_faces, paste_back) -> None:
-        if not isinstance(steps, int) or steps < 1:
-            raise ICPortraitError(f"num_inference_steps must be a positive integer, got {steps}")
+        if not isinstance(steps, int) or not 1 <= steps <= 1000:
+            raise ICPortraitError(f"num_inference_steps must be an integer in [1, 1000], got "
+                                  f"{steps}")
         if not 0.0 <= mask_ratio < 1.0:
             raise ICPortraitError(f"mask_ratio must be in [0, 1), got {mask_ratio}")
         if reference_scale < 0:

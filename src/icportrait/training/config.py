@@ -62,7 +62,8 @@ class TrainConfig:
             raise ICPortraitError("no training data given (--data DIR)")
         if self.stage != "vae" and not self.init:
             raise ICPortraitError(f"stage {self.stage} starts from a pipeline folder: pass --init")
-        for name in ("steps", "batch_size", "grad_accum", "checkpoint_every", "log_every"):
+        for name in ("steps", "batch_size", "grad_accum", "checkpoint_every", "log_every",
+                     "keep_checkpoints"):
             if getattr(self, name) < 1:
                 raise ICPortraitError(f"--{name.replace('_', '-')} must be at least 1")
         if not 0.0 <= self.mask_ratio < 1.0:

@@ -25,7 +25,15 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import ConcatDataset
 
-from icportrait.conditioning import patch_mask, prepare_condition, split, stitch, vae_encode
+from icportrait.conditioning import (
+    default_patch_size,
+    noised,
+    patch_mask,
+    prepare_condition,
+    split,
+    stitch,
+    vae_encode,
+)
 from icportrait.data.pairs import PairDataset
 from icportrait.errors import ICPortraitError, ModelFilesError
 from icportrait.models.control_net import ICControlNet
@@ -60,9 +68,10 @@ def load_init(path: str) -> ICPortraitPipeline:
         raise ModelFilesError(f"--init: {exc}") from exc
 
 
-def pair_dataset(cfg: TrainConfig, folders: list[str], seed: int):
+def pair_dataset(cfg: TrainConfig, folders: list[str], seed: int, with_flow: bool):
     sets = [PairDataset(f, same_light=cfg.same_light, yaw_gap=cfg.yaw_gap,
-                        include_self=cfg.self_pairs, seed=seed) for f in folders]
+                        include_self=cfg.self_pairs, seed=seed, with_flow=with_flow)
+            for f in folders]
     return sets[0] if len(sets) == 1 else ConcatDataset(sets)
 
 
@@ -79,6 +88,14 @@ class _Frozen:
     so it is neither checkpointed nor wrapped by DDP)."""
 
     def __init__(self, pipe: ICPortraitPipeline, device):
+        from diffusers import DDPMScheduler
+
+        if pipe.scheduler.config.get("prediction_type", "epsilon") != "epsilon":
+            raise ICPortraitError("training supports epsilon-prediction models only, this one "
+                                  f"predicts {pipe.scheduler.config.prediction_type!r}")
+        # Training noise uses the variance-preserving (DDPM) form of the model's schedule,
+        # whatever sampler the pipeline was saved with (Euler's add_noise is not VP).
+        self.train_scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
         pipe.to(device)
         for name in ("vae", "unet", "matching_net", "appearance_net", "null_embedding"):
             m = getattr(pipe, name, None)
@@ -110,7 +127,7 @@ class StageModule(nn.Module):
             vae_encode(vae, self._images(batch, "target"))
 
     def _noise(self, x0: torch.Tensor, gen: torch.Generator):
-        sched = self.pipe.scheduler
+        sched = self.frozen.train_scheduler
         noise = torch.randn(x0.shape, generator=gen, device=gen.device).to(x0)
         t = torch.randint(0, sched.config.num_train_timesteps, (x0.shape[0],), generator=gen,
                           device=gen.device).to(x0.device)
@@ -121,15 +138,14 @@ class StageModule(nn.Module):
         gens = [torch.Generator().manual_seed(int(torch.randint(2**62, (1,), generator=gen,
                                                                  device=gen.device)))
                 for _ in range(b)]
-        mask = patch_mask(b, h, w, self.cfg.mask_ratio, max(1, h // 16), gens, t.device)
+        mask = patch_mask(b, h, w, self.cfg.mask_ratio, default_patch_size(h), gens, t.device)
         return prepare_condition(p, t, mask)
 
     def _match_input(self, cond, gen: torch.Generator):
         """The control input cached flows are computed from (see ICPortraitPipeline)."""
-        ac = self.pipe.scheduler.alphas_cumprod[self.cfg.match_timestep].to(cond.latents)
-        noise = torch.randn(cond.latents.shape, generator=gen, device=gen.device).to(
-            cond.latents)
-        noisy = ac.sqrt() * cond.latents + (1 - ac).sqrt() * noise
+        noise = torch.randn(cond.latents.shape, generator=gen, device=gen.device)
+        noisy = noised(cond.latents, self.pipe.scheduler.alphas_cumprod, self.cfg.match_timestep,
+                       noise)
         tm = torch.full((noisy.shape[0],), self.cfg.match_timestep, device=noisy.device)
         return cond.control_input(noisy), tm
 
@@ -174,6 +190,9 @@ class BaseModule(StageModule):
     def __init__(self, cfg, frozen):
         super().__init__(cfg, frozen)
         self.unet = frozen.pipe.unet.requires_grad_(True).train()
+        if frozen.pipe.null_embedding is None:
+            raise ICPortraitError("the base stage trains the null embedding, but the --init "
+                                  "pipeline has none")
         self.null_embedding = frozen.pipe.null_embedding.requires_grad_(True)
 
     def forward(self, batch, gen):
@@ -273,22 +292,25 @@ class Stage:
         else:
             pipe = load_init(cfg.init)
         self._check_spec(pipe)
-        self.dataset = pair_dataset(cfg, cfg.data, cfg.seed)
+        # Ground-truth flow costs time per item; only the correspondence loss and matching
+        # validation (PCK) read it.
+        needs_flow = cfg.stage == "matching" and cfg.correspondence_loss > 0
+        self.dataset = pair_dataset(cfg, cfg.data, cfg.seed, needs_flow)
         self.module = MODULES[cfg.stage](cfg, _Frozen(pipe, device))
-        self.val = pair_dataset(cfg, [cfg.val_data], cfg.seed + 1) if cfg.val_data else None
+        self.val = pair_dataset(cfg, [cfg.val_data], cfg.seed + 1, cfg.stage == "matching") \
+            if cfg.val_data else None
 
     def _check_spec(self, pipe: ICPortraitPipeline) -> None:
-        size = pipe.resolution
-        first = self.cfg.data[0]
         from icportrait.data.multiview import open_multiview
 
-        src = open_multiview(first)
-        data_size = src.image(0, 0, 0).shape[0]
-        if data_size != size:
-            raise ICPortraitError(
-                f"the model works at {size} px but {first} holds {data_size} px images; "
-                f"regenerate the data with --size {size}"
-            )
+        size = pipe.resolution
+        for folder in [*self.cfg.data, *([self.cfg.val_data] if self.cfg.val_data else [])]:
+            data_size = open_multiview(folder).image(0, 0, 0).shape[:2]
+            if data_size != (size, size):
+                raise ICPortraitError(
+                    f"the model works at {size} px but {folder} holds {data_size[1]}x"
+                    f"{data_size[0]} px images; regenerate the data with --size {size}"
+                )
 
     collate = staticmethod(collate)
 

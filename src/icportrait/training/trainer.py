@@ -8,8 +8,10 @@ Output folder::
 
     config.json               the TrainConfig
     log.csv                   step, loss, extra losses, lr, seconds
-    checkpoints/step-000100/  accelerate state (trainable weights, optimiser, scheduler, EMA)
-                              + state.json; written to a temporary folder, then renamed
+    checkpoints/step-000100/  model.safetensors (trainable weights), ema.safetensors,
+                              optimizer.pt and scheduler.pt (tensors and numbers only: read
+                              back with torch.load(weights_only=True)), state.json; written
+                              to a temporary folder, then renamed
     validation/step-000100.png / .json
     pipeline/                 the trained pipeline (save_pretrained), written at the end
 """
@@ -27,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from accelerate import Accelerator
+from safetensors.torch import load_file, save_file
 
 from icportrait.errors import ICPortraitError
 from icportrait.faces.io import atomic_write_text
@@ -54,6 +57,14 @@ def list_checkpoints(output_dir: Path) -> list[Path]:
     return sorted(done, key=lambda p: int(p.name[len(CHECKPOINT_PREFIX):]))
 
 
+def make_accelerator(cfg: TrainConfig) -> Accelerator:
+    # step_scheduler_with_optimizer=False: accelerate would otherwise step the LR schedule
+    # once per process per optimiser step, shortening warm-up on multi-process runs.
+    return Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=cfg.mixed_precision,
+                       gradient_accumulation_steps=cfg.grad_accum,
+                       step_scheduler_with_optimizer=False)
+
+
 class Trainer:
     """Runs a :class:`~icportrait.training.stages.Stage` for ``cfg.steps`` optimiser steps."""
 
@@ -61,10 +72,7 @@ class Trainer:
         cfg.validate()
         self.cfg, self.stage = cfg, stage
         self.out = Path(cfg.output_dir)
-        self.acc = accelerator or Accelerator(
-            cpu=not torch.cuda.is_available(), mixed_precision=cfg.mixed_precision,
-            gradient_accumulation_steps=cfg.grad_accum,
-        )
+        self.acc = accelerator or make_accelerator(cfg)
 
     def run(self, resume: bool = False, progress: Callable[[int, int, dict], None] | None = None,
             stop_after: int | None = None) -> dict:
@@ -94,21 +102,14 @@ class Trainer:
 
             ema = EMAModel(acc.unwrap_model(module).parameters(), decay=cfg.ema_decay)
             ema.to(acc.device)
-            acc.register_for_checkpointing(ema)
 
         start = 0
         if resume and existing:
-            ckpt = existing[-1]
-            state = json.loads((ckpt / "state.json").read_text())
-            if state["config"]["stage"] != cfg.stage:
-                raise ICPortraitError(f"{ckpt} is a {state['config']['stage']} checkpoint, "
-                                      f"not {cfg.stage}")
-            acc.load_state(str(ckpt))
-            start = int(state["step"])
+            start = self._load(existing[-1], module, opt, sched, ema)
         self._trim_log(start)
 
         n_items = len(self.stage.dataset)
-        last = min(cfg.steps, start + stop_after) if stop_after else cfg.steps
+        last = cfg.steps if stop_after is None else min(cfg.steps, start + stop_after)
         logs: dict = {}
         t0 = time.perf_counter()
         for step in range(start, last):
@@ -125,7 +126,8 @@ class Trainer:
                     if acc.sync_gradients and cfg.max_grad_norm > 0:
                         acc.clip_grad_norm_(params, cfg.max_grad_norm)
                     opt.step()
-                    sched.step()
+                    if acc.sync_gradients:
+                        sched.step()
                     opt.zero_grad(set_to_none=True)
                 for k, v in {"loss": loss.detach().float().item(), **extra}.items():
                     sums[k] = sums.get(k, 0.0) + v / cfg.grad_accum
@@ -136,7 +138,7 @@ class Trainer:
             if done % cfg.log_every == 0 or done == last:
                 self._log(done, logs, time.perf_counter() - t0)
             if done % cfg.checkpoint_every == 0 or done == last:
-                self._checkpoint(done)
+                self._checkpoint(done, module, opt, sched, ema)
             if cfg.validate_every and done % cfg.validate_every == 0 and acc.is_main_process:
                 self._validate(done, module, ema)
             if progress:
@@ -145,6 +147,7 @@ class Trainer:
         finished = last >= cfg.steps
         if finished and acc.is_main_process:
             self.export(module, ema)
+        acc.wait_for_everyone()  # other ranks may read the exported pipeline next
         return {"start_step": start, "end_step": last, "finished": finished,
                 "world_size": acc.num_processes, "seconds": round(time.perf_counter() - t0, 2),
                 "steps_per_second": round((last - start) / max(time.perf_counter() - t0, 1e-9),
@@ -179,26 +182,53 @@ class Trainer:
                     writer.writeheader()
                     writer.writerows(keep)
 
-    def _checkpoint(self, step: int) -> None:
+    def _checkpoint(self, step: int, module, opt, sched, ema) -> None:
         acc = self.acc
-        root = self.out / "checkpoints"
-        final = root / f"{CHECKPOINT_PREFIX}{step:06d}"
-        tmp = root / f".tmp-{CHECKPOINT_PREFIX}{step:06d}"
+        acc.wait_for_everyone()
         if acc.is_main_process:
+            root = self.out / "checkpoints"
+            final = root / f"{CHECKPOINT_PREFIX}{step:06d}"
+            tmp = root / f".tmp-{CHECKPOINT_PREFIX}{step:06d}"
             shutil.rmtree(tmp, ignore_errors=True)
             tmp.mkdir(parents=True)
-        acc.wait_for_everyone()
-        acc.save_state(str(tmp))
-        acc.wait_for_everyone()
-        if acc.is_main_process:
-            state = {"step": step, "world_size": acc.num_processes,
-                     "config": json.loads(self.cfg.to_json())}
-            (tmp / "state.json").write_text(json.dumps(state, indent=2) + "\n")
+            state = {k: v.detach().cpu().contiguous()
+                     for k, v in acc.unwrap_model(module).state_dict().items()}
+            save_file(state, str(tmp / "model.safetensors"))
+            torch.save(opt.state_dict(), tmp / "optimizer.pt")
+            torch.save(sched.state_dict(), tmp / "scheduler.pt")
+            meta = {"step": step, "world_size": acc.num_processes,
+                    "config": json.loads(self.cfg.to_json())}
+            if ema is not None:
+                save_file({str(i): p.detach().cpu().contiguous()
+                           for i, p in enumerate(ema.shadow_params)}, str(tmp / "ema.safetensors"))
+                meta["ema_optimization_step"] = int(ema.optimization_step)
+            (tmp / "state.json").write_text(json.dumps(meta, indent=2) + "\n")
             shutil.rmtree(final, ignore_errors=True)
             os.replace(tmp, final)
             for old in list_checkpoints(self.out)[:-self.cfg.keep_checkpoints]:
                 shutil.rmtree(old, ignore_errors=True)
         acc.wait_for_everyone()
+
+    def _load(self, ckpt: Path, module, opt, sched, ema) -> int:
+        """Restore a checkpoint (no pickles: safetensors, and weights-only torch files)."""
+        state = json.loads((ckpt / "state.json").read_text())
+        if state["config"]["stage"] != self.cfg.stage:
+            raise ICPortraitError(f"{ckpt} is a {state['config']['stage']} checkpoint, not "
+                                  f"{self.cfg.stage}")
+        device = self.acc.device
+        try:
+            self.acc.unwrap_model(module).load_state_dict(
+                load_file(str(ckpt / "model.safetensors"), device=str(device)))
+        except RuntimeError as exc:
+            raise ICPortraitError(f"{ckpt} does not fit this model: {str(exc)[:200]}") from exc
+        opt.load_state_dict(torch.load(ckpt / "optimizer.pt", map_location=device,
+                                       weights_only=True))
+        sched.load_state_dict(torch.load(ckpt / "scheduler.pt", weights_only=True))
+        if ema is not None and (ckpt / "ema.safetensors").is_file():
+            shadow = load_file(str(ckpt / "ema.safetensors"), device=str(device))
+            ema.shadow_params = [shadow[str(i)] for i in range(len(shadow))]
+            ema.optimization_step = state.get("ema_optimization_step", 0)
+        return int(state["step"])
 
     def _validate(self, step: int, module, ema) -> None:
         model = self.acc.unwrap_model(module)

@@ -7,7 +7,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from icportrait.conditioning import prepare_condition, vae_decode, vae_encode
+from icportrait.conditioning import (
+    default_patch_size,
+    noised,
+    prepare_condition,
+    vae_decode,
+    vae_encode,
+)
 from icportrait.faces.io import save_image
 from icportrait.models.matching import Match
 from icportrait.models.reference import match_features
@@ -23,6 +29,7 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def finest(flows: dict) -> Match:
+    """The flow of the finest matched level."""
     return flows[max(flows, key=lambda s: s[0] * s[1])]
 
 
@@ -45,11 +52,10 @@ def matching_pck(pipe, matching_net, items: list[dict], match_timestep: int = 20
         tgt = it["target"][None].to(pipe.device) * 2 - 1
         p, t = vae_encode(pipe.vae, prof), vae_encode(pipe.vae, tgt)
         h, w = t.shape[-2:]
-        mask = patch_mask(1, h, w, mask_ratio, max(1, h // 16), g, t.device)
+        mask = patch_mask(1, h, w, mask_ratio, default_patch_size(h), g, t.device)
         cond = prepare_condition(p, t, mask)
-        ac = pipe.scheduler.alphas_cumprod[match_timestep].to(p)
-        noisy = ac.sqrt() * cond.latents + (1 - ac).sqrt() * torch.randn(
-            cond.latents.shape, generator=g).to(p)
+        noisy = noised(cond.latents, pipe.scheduler.alphas_cumprod, match_timestep,
+                       torch.randn(cond.latents.shape, generator=g))
         text = pipe.encode_prompt(None, 1)
         feats = matching_net(cond.control_input(noisy), torch.tensor([match_timestep]), text)
         m = finest(match_features(feats))
