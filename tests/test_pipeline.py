@@ -225,3 +225,10 @@ def test_components_are_diffusers_models():
     assert isinstance(comps["vae"], AutoencoderKL)
     pipe = assemble_pipeline(**comps)
     assert set(pipe.components) >= {"vae", "unet", "matching_net", "appearance_net", "scheduler"}
+
+
+def test_control_net_refuses_lcm_and_odd_input_kernels():
+    unet = build_components(DUMMY)["unet"]
+    unet.register_to_config(time_cond_proj_dim=256)
+    with pytest.raises(ValueError, match="time_cond_proj_dim"):
+        ICControlNet.from_unet(unet)

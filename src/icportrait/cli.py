@@ -404,6 +404,10 @@ def generate(
     save_flow: Annotated[
         Path | None, typer.Option(help="Also write the matching flow picture here.")
     ] = None,
+    device: Annotated[str, typer.Option(help="auto (CUDA when available), cpu or cuda.")] = "auto",
+    dtype: Annotated[
+        str, typer.Option(help="auto (fp16 on CUDA, else fp32), fp32 or fp16.")
+    ] = "auto",
 ) -> None:
     """Render the template with the profile's identity."""
     import numpy as np
@@ -424,14 +428,21 @@ def generate(
     t0 = time.perf_counter()
     profiles = [load_image(p) for p in profile]
     tmpl = load_image(template)
-    pipe = ICPortraitPipeline.from_pretrained(model)
+    if device not in ("auto", "cpu", "cuda") or dtype not in ("auto", "fp32", "fp16"):
+        raise ICPortraitError("--device must be auto, cpu or cuda; --dtype auto, fp32 or fp16")
+    use = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+    if use == "cuda" and not torch.cuda.is_available():
+        raise ICPortraitError("--device cuda: no CUDA device is available")
+    half = dtype == "fp16" or (dtype == "auto" and use == "cuda")
+    pipe = ICPortraitPipeline.from_pretrained(
+        model, torch_dtype=torch.float16 if half else torch.float32).to(use)
     pipe.set_progress_bar_config(disable=True)
     t_load = time.perf_counter() - t0
     with _progress(disable=False) as bar:
         bar.add_task("generating", total=None)
         t1 = time.perf_counter()
         out = pipe(profiles, tmpl, num_inference_steps=steps, mask_ratio=mask_ratio,
-                   generator=torch.Generator().manual_seed(seed), align_faces=True,
+                   generator=torch.Generator(use).manual_seed(seed), align_faces=True,
                    paste_back=paste_back)
         t_gen = time.perf_counter() - t1
     save_image(np.asarray(out.images[0]), output)
@@ -439,6 +450,8 @@ def generate(
         save_image(np.asarray(flow_picture(out.flow[0])), save_flow)
     sidecar = {"profile": [str(p) for p in profile], "template": str(template),
                "model": str(model), "steps": steps, "seed": seed, "mask_ratio": mask_ratio,
+               "device": use, "dtype": "fp16" if half else "fp32",
+               "icportrait": __version__, "command": " ".join(["icportrait", *sys.argv[1:]]),
                "paste_back": paste_back, "seconds_load": round(t_load, 3),
                "seconds_generate": round(t_gen, 3)}
     atomic_write_text(output.with_suffix(".json"), json.dumps(sidecar, indent=2) + "\n")

@@ -28,7 +28,7 @@ from torch import nn
 # UNet config keys that change the encoder's behaviour in ways this branch does not mirror
 # (SDXL-style added embeddings, class conditioning, ...). A base with any of them is refused.
 _UNSUPPORTED = ("class_embed_type", "num_class_embeds", "addition_embed_type",
-                "encoder_hid_dim", "encoder_hid_dim_type")
+                "encoder_hid_dim", "encoder_hid_dim_type", "time_cond_proj_dim")
 
 
 def _zero_conv(channels: int) -> nn.Conv2d:
@@ -163,6 +163,9 @@ class ICControlNet(ModelMixin, ConfigMixin):
                     f"base UNet uses {key}={cfg.get(key)!r}, which the IC-Portrait control net "
                     "does not support (SD 1.x-family UNets only)"
                 )
+        if cfg.get("conv_in_kernel", 3) != 3:
+            raise ValueError(f"base UNet uses conv_in_kernel={cfg.conv_in_kernel}; the "
+                             "IC-Portrait control net copies a 3x3 input convolution")
         base_in = cfg.in_channels
         extra = base_in + 1 if condition_channels is None else condition_channels
         net = cls(
