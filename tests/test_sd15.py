@@ -91,3 +91,10 @@ def test_sd15_errors_name_what_is_missing(tmp_path, sd15_dirs):
     junk.write_bytes(b"not a safetensors file")
     with pytest.raises(ModelFilesError, match=r"cannot load an SD 1\.5 checkpoint"):
         load_sd15_base(junk, config_dir=sd15_dirs[0] / "folder")
+
+
+def test_sd15_loads_in_half_precision(sd15_dirs):
+    root, _, _ = sd15_dirs
+    for path, cfg in ((root / "folder", None), (root / "model.safetensors", root / "folder")):
+        base = load_sd15_base(path, config_dir=cfg, torch_dtype=torch.float16)
+        assert base["unet"].dtype == torch.float16 and base["vae"].dtype == torch.float16

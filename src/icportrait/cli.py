@@ -435,7 +435,7 @@ def generate(
         raise ICPortraitError("--device cuda: no CUDA device is available")
     half = dtype == "fp16" or (dtype == "auto" and use == "cuda")
     pipe = ICPortraitPipeline.from_pretrained(
-        model, torch_dtype=torch.float16 if half else torch.float32).to(use)
+        model, dtype=torch.float16 if half else torch.float32).to(use)
     pipe.set_progress_bar_config(disable=True)
     t_load = time.perf_counter() - t0
     with _progress(disable=False) as bar:

@@ -131,7 +131,7 @@ def load_sd15_base(path: str | os.PathLike, config_dir: str | os.PathLike | None
     path = Path(path)
     if not path.exists():
         raise ModelFilesError(f"SD 1.5 base not found: {path}")
-    kw = {"torch_dtype": torch_dtype} if torch_dtype is not None else {}
+    kw = {"dtype": torch_dtype} if torch_dtype is not None else {}
     if path.is_dir():
         missing = [c for c in ("unet", "vae") if not (path / c).is_dir()]
         if missing:
