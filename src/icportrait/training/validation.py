@@ -35,13 +35,19 @@ def finest(flows: dict) -> Match:
 
 @torch.no_grad()
 def matching_pck(pipe, matching_net, items: list[dict], match_timestep: int = 200,
-                 threshold: float = 0.05, mask_ratio: float = 0.8, seed: int = 0) -> dict:
+                 threshold: float = 0.05, mask_ratio: float = 0.8, seed: int = 0,
+                 source: str = "condition") -> dict:
     """Flow accuracy against ground truth on visible pixels, at the finest matched level.
 
-    The flow is computed as the pipeline computes cached flows (the condition canvas noised
-    to ``match_timestep``); each target cell's predicted source position, mapped to image
-    pixels, is correct if within ``threshold`` x face width of the ground truth.
+    ``source`` says what the matching net's noisy channels hold: ``condition`` (as the
+    pipeline's cached flows: the condition canvas noised to ``match_timestep``) or
+    ``first_step`` (as ``per_step`` flows at the first denoising step: pure noise at the last
+    training timestep, so only the condition channels carry information). Each target cell's
+    predicted source position, mapped to image pixels, is correct if within ``threshold`` x
+    face width of the ground truth.
     """
+    if source not in ("condition", "first_step"):
+        raise ValueError(f"source must be 'condition' or 'first_step', got {source!r}")
     from icportrait.conditioning import patch_mask
 
     correct = total = 0
@@ -54,10 +60,12 @@ def matching_pck(pipe, matching_net, items: list[dict], match_timestep: int = 20
         h, w = t.shape[-2:]
         mask = patch_mask(1, h, w, mask_ratio, default_patch_size(h), g, t.device)
         cond = prepare_condition(p, t, mask)
-        noisy = noised(cond.latents, pipe.scheduler.alphas_cumprod, match_timestep,
+        t_match = match_timestep if source == "condition" else \
+            len(pipe.scheduler.alphas_cumprod) - 1
+        noisy = noised(cond.latents, pipe.scheduler.alphas_cumprod, t_match,
                        torch.randn(cond.latents.shape, generator=g))
         text = pipe.encode_prompt(None, 1)
-        feats = matching_net(cond.control_input(noisy), torch.tensor([match_timestep]), text)
+        feats = matching_net(cond.control_input(noisy), torch.tensor([t_match]), text)
         m = finest(match_features(feats))
         size = it["flow"].shape[-1]
         lh, lw = m.size
