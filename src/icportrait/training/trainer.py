@@ -221,8 +221,8 @@ class Trainer:
                 load_file(str(ckpt / "model.safetensors"), device=str(device)))
         except RuntimeError as exc:
             raise ICPortraitError(f"{ckpt} does not fit this model: {str(exc)[:200]}") from exc
-        opt.load_state_dict(torch.load(ckpt / "optimizer.pt", map_location=device,
-                                       weights_only=True))
+        opt_state = torch.load(ckpt / "optimizer.pt", map_location=device, weights_only=True)
+        opt.load_state_dict(opt_state)
         sched.load_state_dict(torch.load(ckpt / "scheduler.pt", weights_only=True))
         if ema is not None and (ckpt / "ema.safetensors").is_file():
             shadow = load_file(str(ckpt / "ema.safetensors"), device=str(device))
