@@ -161,7 +161,7 @@ class VAEModule(StageModule):
     def forward(self, batch, gen):
         x = torch.cat([self._images(batch, "profile"), self._images(batch, "target")])
         crop = self.cfg.vae_crop
-        if crop and crop < x.shape[-1]:  # ~4x cheaper at 64 of 128 px; same local statistics
+        if crop and crop < x.shape[-1]:  # cheaper, but see TrainConfig.vae_crop
             y0, x0 = (int(v) for v in torch.randint(0, x.shape[-1] - crop + 1, (2,),
                                                     generator=gen, device=gen.device))
             x = x[..., y0:y0 + crop, x0:x0 + crop]
