@@ -149,6 +149,24 @@ class StageModule(nn.Module):
         tm = torch.full((noisy.shape[0],), self.cfg.match_timestep, device=noisy.device)
         return cond.control_input(noisy), tm
 
+    def _target_loss(self, noisy, ts, text, net: ICControlNet, feats, noise) -> torch.Tensor:
+        """Denoising loss on the target half, with ``feats`` entering the frozen base UNet
+        as ``net``'s ControlNet residuals (the profile half is known at inference)."""
+        down, mid = net.residuals(feats)
+        pred = self.pipe.unet(noisy, ts, encoder_hidden_states=text,
+                              down_block_additional_residuals=down,
+                              mid_block_additional_residual=mid).sample
+        return F.mse_loss(split(pred)[1].float(), split(noise)[1].float())
+
+    def _save(self, path: Path, **trained) -> Path:
+        """The frozen pipeline with the ``trained`` components swapped in."""
+        pipe = self.pipe
+        parts = dict(vae=pipe.vae, unet=pipe.unet, scheduler=pipe.scheduler,
+                     null_embedding=pipe.null_embedding, text_encoder=pipe.text_encoder,
+                     tokenizer=pipe.tokenizer, matching_net=pipe.matching_net,
+                     appearance_net=pipe.appearance_net)
+        return save_pipeline(assemble_pipeline(**{**parts, **trained}), path)
+
     def export(self, path: Path) -> Path:
         raise NotImplementedError
 
@@ -223,11 +241,7 @@ class MatchingModule(StageModule):
         noisy, noise, ts = self._noise(stitch(p, t), gen)
         text = pipe.encode_prompt(None, noisy.shape[0])
         feats = self.net(cond.control_input(noisy), ts, text)
-        down, mid = self.net.residuals(feats)
-        pred = pipe.unet(noisy, ts, encoder_hidden_states=text,
-                         down_block_additional_residuals=down,
-                         mid_block_additional_residual=mid).sample
-        denoise = F.mse_loss(split(pred)[1].float(), split(noise)[1].float())
+        denoise = self._target_loss(noisy, ts, text, self.net, feats, noise)
         logs = {"denoise": denoise.item()}
         loss = denoise
         if self.cfg.correspondence_loss > 0:
@@ -240,11 +254,7 @@ class MatchingModule(StageModule):
         return loss, logs
 
     def export(self, path: Path) -> Path:
-        pipe = self.pipe
-        pipe.matching_net = self.net
-        return save_pipeline(assemble_pipeline(
-            pipe.vae, pipe.unet, pipe.scheduler, pipe.null_embedding, pipe.text_encoder,
-            pipe.tokenizer, matching_net=self.net, appearance_net=pipe.appearance_net), path)
+        return self._save(path, matching_net=self.net)
 
 
 class AppearanceModule(StageModule):
@@ -261,19 +271,11 @@ class AppearanceModule(StageModule):
             ci, tm = self._match_input(cond, gen)
             flows = match_features(pipe.matching_net(ci, tm, text))
         noisy, noise, ts = self._noise(stitch(p, t), gen)
-        feats = self.net(cond.control_input(noisy), ts, text)
-        down, mid = self.net.residuals(reference_features(feats, flows))
-        pred = pipe.unet(noisy, ts, encoder_hidden_states=text,
-                         down_block_additional_residuals=down,
-                         mid_block_additional_residual=mid).sample
-        loss = F.mse_loss(split(pred)[1].float(), split(noise)[1].float())
-        return loss, {}
+        feats = reference_features(self.net(cond.control_input(noisy), ts, text), flows)
+        return self._target_loss(noisy, ts, text, self.net, feats, noise), {}
 
     def export(self, path: Path) -> Path:
-        pipe = self.pipe
-        return save_pipeline(assemble_pipeline(
-            pipe.vae, pipe.unet, pipe.scheduler, pipe.null_embedding, pipe.text_encoder,
-            pipe.tokenizer, matching_net=pipe.matching_net, appearance_net=self.net), path)
+        return self._save(path, appearance_net=self.net)
 
 
 MODULES = {"vae": VAEModule, "base": BaseModule, "matching": MatchingModule,
