@@ -458,6 +458,55 @@ def generate(
     print(f"wrote {output} ({t_gen:.1f} s)")
 
 
+@app.command("eval")
+def evaluate(
+    suite: Annotated[str, typer.Option(
+        help="synth-small, synth-full, real, or folder:DIR (your photos, one per person).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder (resumable).")],
+    model: Annotated[
+        Path | None, typer.Option(help="Pipeline folder (default: the embedded tiny model).")
+    ] = None,
+    baselines: Annotated[str, typer.Option(
+        help="Comma list of baselines: classical-swap, template, masked-template, gt-warp.")
+    ] = "classical-swap,template,masked-template,gt-warp",
+    ablations: Annotated[str, typer.Option(
+        help="Comma list of IC-Portrait ablations (no-warp, zero-shot, mask-0.5, mask-0.95, "
+             "single-ref, per-step), 'all' or ''.")] = "",
+    baselines_only: Annotated[
+        bool, typer.Option(help="Skip the model: run the baselines only.")] = False,
+    steps: Annotated[int, typer.Option(help="Denoising steps.")] = 20,
+    seed: Seed = 0,
+    limit: Annotated[int | None, typer.Option(help="Only the first N samples.")] = None,
+    as_json: AsJson = False,
+) -> None:
+    """Benchmark the model, its ablations and baselines on a suite -> results.json, report.html."""
+    from icportrait.evaluation.methods import ABLATIONS
+    from icportrait.evaluation.report import markdown_table, write_report
+    from icportrait.evaluation.runner import run_eval
+
+    names = [] if baselines_only else ["icportrait"]
+    wanted = [a.strip() for a in ablations.split(",") if a.strip()]
+    if wanted == ["all"]:
+        wanted = [m.split(":", 1)[1] for m in ABLATIONS if ":" in m]
+    names += [f"icportrait:{a}" for a in wanted]
+    names += [b.strip() for b in baselines.split(",") if b.strip()]
+    if baselines_only and wanted:
+        raise ICPortraitError("--baselines-only runs no model: drop --ablations")
+    model = None if baselines_only else (model or default_model_path())
+    with _progress(disable=as_json) as bar:
+        task = bar.add_task("eval", total=None)
+        results = run_eval(suite, out, names, model=model, steps=steps, seed=seed, limit=limit,
+                           progress=lambda msg, i, n: bar.update(task, description=msg,
+                                                                 completed=i, total=n))
+    report = write_report(out)
+    if as_json:
+        print(json.dumps({k: results[k] for k in ("suite", "model", "methods", "summary")},
+                         indent=2))
+    else:
+        print(markdown_table(results))
+        print(f"wrote {out / 'results.json'} and {report}")
+
+
 @app.command()
 def demo(
     out: Annotated[Path, typer.Option(help="Output folder.")] = Path("icportrait-demo"),

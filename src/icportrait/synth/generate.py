@@ -30,6 +30,7 @@ from icportrait.faces.io import atomic_write_bytes, atomic_write_text
 from icportrait.faces.pose import HeadPose, pose_to_matrix
 
 GENERATOR_VERSION = 1
+SHARED_SCENE = 2**31 - 1  # rng stream of the poses/lights shared by all identities
 
 # name -> (dtype, per-identity shape given V views, L lights, S size)
 SHARD_ARRAYS = {
@@ -161,8 +162,13 @@ def render_identity(index: int, cfg: SynthConfig) -> tuple[dict[str, np.ndarray]
     rng = np.random.default_rng([cfg.seed, index])
     mesh, source_meta = _identity_mesh(index, cfg, rng)
     camera = Camera(margin=cfg.margin)
-    poses = sample_views(rng, cfg)
-    lights = [random_lighting(rng) for _ in range(cfg.lights)]
+    # ``extra={"shared_views": True}``: every identity gets the same poses and lights, so view
+    # v / light l of identity j is the exact template for rendering identity i there
+    # (evaluation suites need such ground truth).
+    scene = np.random.default_rng([cfg.seed, SHARED_SCENE]) \
+        if cfg.extra.get("shared_views") else rng
+    poses = sample_views(scene, cfg)
+    lights = [random_lighting(scene) for _ in range(cfg.lights)]
     v, n_l, s = cfg.views, cfg.lights, cfg.size
     out = {
         "rgb": np.zeros((v, n_l, s, s, 3), np.uint8),

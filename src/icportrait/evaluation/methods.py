@@ -1,0 +1,156 @@
+"""The methods an evaluation runs side by side: IC-Portrait, its ablations, and baselines.
+
+Every method maps a :class:`~icportrait.evaluation.suites.Sample` to an output image in the
+template's frame (synthetic: the render itself; real photos: the template photo, the face
+pasted back) and, for IC-Portrait, the matching flow.
+
+- ``icportrait``: the model with its defaults (all profile references, mask ratio 0.8,
+  cached flow).
+- Ablations: ``icportrait:no-warp`` (F_ref without the warped profile term),
+  ``icportrait:zero-shot`` (the matching net replaced by the base UNet's own encoder, i.e.
+  untrained matching), ``icportrait:mask-0.5`` / ``icportrait:mask-0.95`` (mask ratio),
+  ``icportrait:single-ref`` (only the first profile photo), ``icportrait:per-step`` (flow
+  recomputed at every denoising step).
+- Baselines: ``classical-swap`` (landmark warp, colour transfer, Poisson blending),
+  ``template`` (the template unchanged), ``masked-template`` (the template with the model's
+  80% of patches hidden, what the model sees of it), ``gt-warp`` (synthetic only: the profile
+  warped by the ground-truth flow, the template elsewhere; an upper bound for the warping
+  path).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from icportrait.errors import ICPortraitError
+from icportrait.evaluation.suites import Sample
+
+ABLATIONS = {
+    "icportrait": {},
+    "icportrait:no-warp": {"warp_profile": False},
+    "icportrait:zero-shot": {},
+    "icportrait:mask-0.5": {"mask_ratio": 0.5},
+    "icportrait:mask-0.95": {"mask_ratio": 0.95},
+    "icportrait:single-ref": {},
+    "icportrait:per-step": {"flow_mode": "per_step"},
+}
+BASELINES = ("classical-swap", "template", "masked-template", "gt-warp")
+METHODS = (*ABLATIONS, *BASELINES)
+DEFAULT_METHODS = ("icportrait", "classical-swap", "template", "gt-warp")
+
+
+@dataclass
+class MethodOutput:
+    image: np.ndarray                       # H x W x 3 uint8, the template's frame
+    flow: torch.Tensor | None = None        # (2, h, w) target -> profile[0], latent cells
+    flow_ref: torch.Tensor | None = None    # (h, w) which reference each cell matched
+    info: dict = field(default_factory=dict)
+
+
+def check_methods(names: list[str], model: object | None) -> None:
+    unknown = [n for n in names if n not in METHODS]
+    if unknown:
+        raise ICPortraitError(f"unknown method(s) {', '.join(unknown)}; choose from "
+                              f"{', '.join(METHODS)}")
+    if model is None and any(n in ABLATIONS for n in names):
+        raise ICPortraitError("IC-Portrait methods need --model (a pipeline folder)")
+
+
+class ModelRunner:
+    """Runs the pipeline (and its ablations) on samples, deterministic in ``seed``."""
+
+    def __init__(self, pipe, steps: int = 20, seed: int = 0):
+        self.pipe, self.steps, self.seed = pipe, steps, seed
+        self._zero_shot = None
+
+    def zero_shot_net(self):
+        """The untrained matching net: the base UNet's encoder (what ``train matching``
+        starts from)."""
+        if self._zero_shot is None:
+            net = copy.deepcopy(self.pipe.matching_net)
+            net.load_encoder_from(self.pipe.unet)
+            self._zero_shot = net
+        return self._zero_shot
+
+    def __call__(self, name: str, sample: Sample) -> MethodOutput:
+        pipe = self.pipe
+        kwargs = {"num_inference_steps": self.steps, **ABLATIONS[name]}
+        profile = sample.profile[:1] if name == "icportrait:single-ref" else sample.profile
+        real = not sample.synthetic
+        original = pipe.matching_net
+        if name == "icportrait:zero-shot":
+            pipe.matching_net = self.zero_shot_net()
+        try:
+            out = pipe(profile, sample.template, output_type="np", align_faces=real,
+                       paste_back=real,
+                       generator=torch.Generator(pipe.device).manual_seed(self.seed), **kwargs)
+        finally:
+            pipe.matching_net = original
+        image = (np.asarray(out.images[0]) * 255 + 0.5).clip(0, 255).astype(np.uint8)
+        h, w = sample.template.shape[:2]
+        if image.shape[:2] != (h, w):  # a synthetic suite at another size than the model's
+            import cv2
+
+            image = cv2.resize(image, (w, h), interpolation=cv2.INTER_CUBIC)
+        return MethodOutput(image, out.flow[0].cpu(), out.flow_ref[0].cpu())
+
+
+def run_baseline(name: str, sample: Sample, seed: int = 0) -> MethodOutput:
+    if name == "template":
+        return MethodOutput(sample.template.copy())
+    if name == "masked-template":
+        return MethodOutput(masked_template(sample.template, 0.8, seed))
+    if name == "gt-warp":
+        if not sample.synthetic:
+            raise ICPortraitError("gt-warp needs ground truth (synthetic suites only)")
+        return MethodOutput(ground_truth_warp(sample))
+    if name == "classical-swap":
+        from icportrait.evaluation.classical_swap import classical_swap
+
+        return MethodOutput(at_least(256, classical_swap, sample.profile[0], sample.template))
+    raise ICPortraitError(f"unknown baseline {name!r}")
+
+
+def masked_template(template: np.ndarray, ratio: float, seed: int) -> np.ndarray:
+    """The template with ``ratio`` of its patches set to grey, on the model's 16 x 16 patch
+    grid (:func:`icportrait.conditioning.default_patch_size`)."""
+    import cv2
+
+    from icportrait.conditioning import patch_mask
+
+    h, w = template.shape[:2]
+    mask = patch_mask(1, 16, 16, ratio, 1, torch.Generator().manual_seed(seed))[0, 0]
+    hidden = cv2.resize(mask.numpy().astype(np.float32), (w, h),
+                        interpolation=cv2.INTER_NEAREST) > 0.5
+    out = template.copy()
+    out[hidden] = 128
+    return out
+
+
+def ground_truth_warp(sample: Sample) -> np.ndarray:
+    from icportrait.synth.correspondence import bilinear
+
+    warped, ok = bilinear(sample.profile[0].astype(np.float32), sample.flow)
+    ok &= sample.valid
+    out = sample.template.astype(np.float32)
+    out[ok] = warped[ok]
+    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+
+
+def at_least(size: int, fn, *images: np.ndarray) -> np.ndarray:
+    """Run an image -> image function on copies upscaled so the smallest side is ``size``
+    (landmark detectors miss small faces), and bring the result back to the last input's
+    size."""
+    import cv2
+
+    small = min(min(im.shape[:2]) for im in images)
+    if small >= size:
+        return fn(*images)
+    f = size / small
+    big = [cv2.resize(im, None, fx=f, fy=f, interpolation=cv2.INTER_CUBIC) for im in images]
+    h, w = images[-1].shape[:2]
+    return cv2.resize(fn(*big), (w, h), interpolation=cv2.INTER_AREA)

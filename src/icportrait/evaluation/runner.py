@@ -1,0 +1,199 @@
+"""Run methods over a suite, score every output, aggregate: ``results.json``.
+
+Layout of an output folder::
+
+    inputs/<sample>-profile-<k>.png, -template.png, -truth.png
+    samples/<method>/<sample>.png      output image (and -flow.png for IC-Portrait)
+    samples/<method>/<sample>.json     its scores; present = done (a rerun skips it)
+    results.json                       every score per sample, aggregates, command, versions
+    report.html                        see :mod:`icportrait.evaluation.report`
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from icportrait import __version__
+from icportrait.errors import ICPortraitError
+from icportrait.evaluation import scoring
+from icportrait.evaluation.methods import (
+    ABLATIONS,
+    ModelRunner,
+    check_methods,
+    run_baseline,
+)
+from icportrait.evaluation.suites import Sample, load_suite
+from icportrait.faces.io import atomic_write_text, save_image
+
+# Aggregated as the mean over samples where defined; "face_detected" becomes the rate.
+SUMMARY_KEYS = ("face_detected", "id_to_profile", "id_to_truth", "id_to_template", "rank1",
+                "yaw_error", "pitch_error", "roll_error", "psnr", "face_psnr", "ssim",
+                "ms_ssim", "light_direction_error", "shading_error", "brisque", "flow_pck",
+                "flow_epe", "seconds", "peak_rss_mb")
+
+
+def _reset_peak_memory() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+    try:  # Linux: "5" resets the process's peak resident set size (VmHWM)
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass
+
+
+def _peak_memory_mb() -> float | None:
+    if torch.cuda.is_available():
+        return round(torch.cuda.max_memory_allocated() / 2**20, 1)
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return None
+
+
+def load_model(path: Path):
+    from icportrait.errors import ModelFilesError
+    from icportrait.pipelines import ICPortraitPipeline
+
+    if not (Path(path) / "model_index.json").is_file():
+        raise ModelFilesError(f"no model at {path} (a pipeline folder has model_index.json)")
+    pipe = ICPortraitPipeline.from_pretrained(path)
+    if torch.cuda.is_available():
+        pipe = pipe.to("cuda")
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def run_eval(suite: str, out: Path, methods: list[str], model: Path | None = None,
+             steps: int = 20, seed: int = 0, limit: int | None = None,
+             progress: Callable[[str, int, int], None] | None = None) -> dict:
+    """Evaluate ``methods`` on ``suite``; finished (method, sample) pairs are reused."""
+    check_methods(methods, model)
+    samples = load_suite(suite, limit=limit)
+    if not samples:
+        raise ICPortraitError(f"suite {suite} has no samples")
+    if any(m == "gt-warp" for m in methods) and not samples[0].synthetic:
+        methods = [m for m in methods if m != "gt-warp"]  # needs ground truth
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    runner = ModelRunner(load_model(model), steps, seed) if model is not None and any(
+        m in ABLATIONS for m in methods) else None
+    readings: dict[str, dict] = {}
+    total, done = len(methods) * len(samples), 0
+    scores: dict[str, dict[str, dict]] = {m: {} for m in methods}
+    for sample in samples:
+        _save_inputs(sample, out / "inputs")
+        for method in methods:
+            path = out / "samples" / method / f"{sample.id}.json"
+            if path.is_file():
+                scores[method][sample.id] = json.loads(path.read_text())
+            else:
+                if sample.id not in readings:
+                    readings[sample.id] = _input_readings(sample)
+                scores[method][sample.id] = _run_one(method, sample, runner, seed,
+                                                      readings[sample.id], path)
+            done += 1
+            if progress:
+                progress(f"{method} {sample.id}", done, total)
+    _add_rank1(scores, samples)
+    results = {
+        "suite": suite, "model": None if model is None else str(model), "methods": methods,
+        "steps": steps, "seed": seed, "samples": len(samples),
+        "command": " ".join(["icportrait", *sys.argv[1:]]),
+        "versions": {"icportrait": __version__, "torch": torch.__version__,
+                     "python": platform.python_version()},
+        "device": "cuda" if torch.cuda.is_available() else "cpu",
+        "summary": {m: summarize(s) for m, s in scores.items()},
+        "meta": {s.id: s.meta for s in samples},
+        "per_sample": {m: {k: {key: v for key, v in d.items() if key != "embedding"}
+                           for k, d in s.items()} for m, s in scores.items()},
+    }
+    atomic_write_text(out / "results.json", json.dumps(results, indent=2) + "\n")
+    return results
+
+
+def _input_readings(sample: Sample) -> dict:
+    profile = [scoring.read_face(p) for p in sample.profile]
+    return {"profile": scoring.mean_embedding(profile),
+            "template": scoring.read_face(sample.template),
+            "truth": None if sample.truth is None else scoring.read_face(sample.truth)}
+
+
+def _run_one(method: str, sample: Sample, runner: ModelRunner | None, seed: int,
+             readings: dict, path: Path) -> dict:
+    _reset_peak_memory()
+    t0 = time.perf_counter()
+    if method in ABLATIONS:
+        result = runner(method, sample)
+    else:
+        result = run_baseline(method, sample, seed)
+    seconds = time.perf_counter() - t0
+    peak = _peak_memory_mb()
+    face = scoring.read_face(result.image)
+    d = {"seconds": round(seconds, 3), "peak_rss_mb": peak,
+         **scoring.face_scores(face, readings["profile"], readings["template"],
+                               readings["truth"]),
+         **scoring.image_scores(result.image, sample),
+         **scoring.flow_scores(result.flow, result.flow_ref, sample)}
+    d["embedding"] = None if face is None else [round(float(x), 5) for x in face.embedding]
+    save_image(result.image, path.with_suffix(".png"))
+    if result.flow is not None:
+        from icportrait.visualize import flow_picture
+
+        save_image(np.asarray(flow_picture(result.flow)), path.with_name(f"{sample.id}-flow.png"))
+    atomic_write_text(path, json.dumps(d) + "\n")  # written last: marks the pair done
+    return d
+
+
+def _save_inputs(sample: Sample, folder: Path) -> None:
+    images = {f"profile-{k}": p for k, p in enumerate(sample.profile)}
+    images["template"] = sample.template
+    if sample.truth is not None:
+        images["truth"] = sample.truth
+    for name, image in images.items():
+        path = folder / f"{sample.id}-{name}.png"
+        if not path.is_file():
+            save_image(image, path)
+
+
+def _add_rank1(scores: dict, samples: list[Sample]) -> None:
+    """Rank-1 identification: is the output's nearest identity, among the mean profile
+    descriptors of every identity in the suite, its own profile identity? (An output with no
+    detectable face counts as a miss.)"""
+    gallery: dict[str, list] = {}
+    for s in samples:
+        if s.identity not in gallery:
+            gallery[s.identity] = [scoring.read_face(p) for p in s.profile]
+    names = [n for n in gallery if scoring.mean_embedding(gallery[n]) is not None]
+    if len(names) < 2:
+        return
+    bank = np.stack([scoring.mean_embedding(gallery[n]) for n in names])
+    by_id = {s.id: s for s in samples}
+    for per_sample in scores.values():
+        for sid, d in per_sample.items():
+            if d.get("embedding") is None:  # no face in the output: not identified
+                d["rank1"] = 0.0
+                continue
+            dist = np.linalg.norm(bank - np.asarray(d["embedding"]), axis=1)
+            d["rank1"] = float(names[int(np.argmin(dist))] == by_id[sid].identity)
+
+
+def summarize(per_sample: dict[str, dict]) -> dict:
+    out: dict = {"n": len(per_sample)}
+    for key in SUMMARY_KEYS:
+        vals = [float(d[key]) for d in per_sample.values()
+                if d.get(key) is not None and np.isfinite(float(d[key]))]
+        out[key] = round(float(np.mean(vals)), 4) if vals else None
+        if key != "face_detected" and vals and len(vals) < len(per_sample):
+            out[f"{key}_n"] = len(vals)
+    return out

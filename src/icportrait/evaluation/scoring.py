@@ -1,0 +1,115 @@
+"""Per-sample metrics of one method's output (definitions in docs/evaluation.md).
+
+Face metrics use the face toolkit on copies upscaled to at least 256 px (the synthetic
+suites are 128 px; detectors and dlib's descriptor want larger faces).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from icportrait.errors import FaceError, MissingDependencyError
+from icportrait.evaluation import image_metrics as im
+from icportrait.evaluation.suites import Sample
+
+FACE_SIZE = 256
+PCK_FACE_WIDTH = 0.5   # synthetic renders: the face spans about half the image width
+PCK_THRESHOLD = 0.05   # PCK at 5% of the face width
+
+
+@dataclass(frozen=True)
+class FaceReading:
+    embedding: np.ndarray
+    pose: tuple[float, float, float] | None   # yaw, pitch, roll (degrees)
+
+
+def read_face(image: np.ndarray) -> FaceReading | None:
+    """Largest face's dlib descriptor and head pose, or None when no face is found."""
+    import cv2
+
+    from icportrait.faces import describe_face, detect_faces, face_embedding, select_face
+
+    small = min(image.shape[:2])
+    if small < FACE_SIZE:
+        f = FACE_SIZE / small
+        image = cv2.resize(image, None, fx=f, fy=f, interpolation=cv2.INTER_CUBIC)
+    try:
+        box = select_face(detect_faces(image))
+    except FaceError:
+        return None
+    face = describe_face(image, box)
+    pose = None if face.pose is None else (face.pose.yaw, face.pose.pitch, face.pose.roll)
+    return FaceReading(face_embedding(image, box), pose)
+
+
+def mean_embedding(readings: list[FaceReading | None]) -> np.ndarray | None:
+    found = [r.embedding for r in readings if r is not None]
+    return np.mean(found, axis=0) if found else None
+
+
+def _dist(a: np.ndarray | None, b: np.ndarray | None) -> float | None:
+    if a is None or b is None:
+        return None
+    return round(float(np.linalg.norm(np.asarray(a, np.float64) - b)), 4)
+
+
+def face_scores(out: FaceReading | None, profile: np.ndarray | None,
+                template: FaceReading | None, truth: FaceReading | None) -> dict:
+    """Identity distances (to the profile's mean descriptor, the ground truth and the template
+    person) and pose error against the template."""
+    scores: dict = {"face_detected": out is not None}
+    emb = None if out is None else out.embedding
+    scores["id_to_profile"] = _dist(emb, profile)
+    scores["id_to_template"] = _dist(emb, None if template is None else template.embedding)
+    scores["id_to_truth"] = _dist(emb, None if truth is None else truth.embedding)
+    if out is not None and out.pose is not None and template is not None and template.pose:
+        err = [abs(a - b) for a, b in zip(out.pose, template.pose, strict=True)]
+        scores.update(yaw_error=round(err[0], 2), pitch_error=round(err[1], 2),
+                      roll_error=round(err[2], 2))
+    return scores
+
+
+def image_scores(image: np.ndarray, sample: Sample) -> dict:
+    """Ground-truth image and lighting metrics (synthetic) and BRISQUE."""
+    scores: dict = {}
+    if sample.synthetic:
+        scores["psnr"] = round(im.psnr(image, sample.truth), 3)
+        scores["ssim"] = round(im.ssim(image, sample.truth), 4)
+        ms = im.ms_ssim(image, sample.truth)
+        scores["ms_ssim"] = None if ms is None else round(ms, 4)
+        region = sample.face_region & np.isfinite(sample.normals).all(-1)
+        scores["face_psnr"] = round(im.psnr(image, sample.truth, mask=region), 3)
+        scores["light_direction_error"] = round(
+            im.light_direction_error(image, sample.truth, sample.normals, region), 2)
+        scores["shading_error"] = round(im.shading_error(image, sample.truth, region), 4)
+    try:
+        scores["brisque"] = round(im.brisque(image), 2)
+    except MissingDependencyError:  # BRISQUE needs Debian's opencv-data
+        scores["brisque"] = None
+    return scores
+
+
+def flow_scores(flow: torch.Tensor, flow_ref: torch.Tensor | None, sample: Sample) -> dict:
+    """PCK and end-point error of the model's finest flow (latent cells, target ->
+    profile[0]) against the ground truth, at cell centres visible in both views and matched
+    to the first reference."""
+    if not sample.synthetic or flow is None:
+        return {}
+    size = sample.flow.shape[-1]
+    lh, lw = flow.shape[-2:]
+    scale = size / lw
+    ys = ((np.arange(lh) + 0.5) * scale - 0.5).round().astype(int)
+    xs = ((np.arange(lw) + 0.5) * scale - 0.5).round().astype(int)
+    gt = sample.flow[:, ys][:, :, xs]
+    ok = sample.valid[ys][:, xs]
+    if flow_ref is not None:
+        ok = ok & (flow_ref.numpy() == 0)
+    pred = (flow.float().numpy() + 0.5) * scale - 0.5
+    err = np.linalg.norm(pred - gt, axis=0)[ok]
+    if err.size == 0:
+        return {"flow_pck": None, "flow_epe": None}
+    return {"flow_pck": round(float(np.mean(err <= PCK_THRESHOLD * PCK_FACE_WIDTH * size)), 4),
+            "flow_epe": round(float(err.mean()), 3)}
