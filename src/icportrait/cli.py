@@ -377,21 +377,23 @@ def train_appearance(
                    mixed_precision=mixed_precision, seed=seed), resume, stop_after, as_json)
 
 
-def default_model_path() -> Path:
-    """$ICPORTRAIT_MODEL, else the embedded model next to the source tree (weights/tiny)."""
-    import os
-
-    env = os.environ.get("ICPORTRAIT_MODEL")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[2] / "weights" / "tiny"
-
-
 @app.command()
 def generate(
     profile: Annotated[list[Path], typer.Option(help="Photo(s) of the person.")],
-    template: Annotated[Path, typer.Option(help="Portrait fixing pose, framing and light.")],
-    output: Annotated[Path, typer.Option("-o", "--output", help="Image to write (.png/.jpg).")],
+    output: Annotated[Path, typer.Option(
+        "-o", "--output", help="Image to write (.png/.jpg); a folder when --template is one.")],
+    template: Annotated[Path | None, typer.Option(
+        help="Portrait fixing pose, framing and light, or a folder of them (batch, resumable).")
+    ] = None,
+    pose: Annotated[str | None, typer.Option(
+        help="No template photo: render one in this pose, e.g. yaw=30,pitch=-10,roll=0.")
+    ] = None,
+    poses: Annotated[str | None, typer.Option(
+        help="Several poses: 'yaw=-30;yaw=0;yaw=30' or a sweep yaw=-40:40:5 (also a grid).")
+    ] = None,
+    light: Annotated[str | None, typer.Option(
+        help="Relight the template: left|right|top|bottom|front|AZ:EL[,colour[,intensity]] "
+             "or sh:c0,...,c8.")] = None,
     model: Annotated[
         Path | None, typer.Option(help="Pipeline folder (default: the embedded tiny model).")
     ] = None,
@@ -409,53 +411,131 @@ def generate(
         str, typer.Option(help="auto (fp16 on CUDA, else fp32), fp32 or fp16.")
     ] = "auto",
 ) -> None:
-    """Render the template with the profile's identity."""
-    import numpy as np
-    import torch
+    """Render the template (a photo, a folder of photos, or a pose) with the profile's identity."""
+    from icportrait.faces.io import load_image
+    from icportrait.generation import Settings, load_pipeline
+    from icportrait.pose_templates import parse_pose, parse_poses
+    from icportrait.relight import parse_light
 
-    from icportrait.errors import ModelFilesError
-    from icportrait.faces.io import atomic_write_text, load_image, save_image
-    from icportrait.pipelines import ICPortraitPipeline
-    from icportrait.visualize import flow_picture
-
-    model = model or default_model_path()
-    if not (model / "model_index.json").is_file():
-        raise ModelFilesError(
-            f"no model at {model}" + ("" if model != default_model_path() else
-                                      " (the embedded tiny model is not trained yet; pass "
-                                      "--model DIR)")
-        )
-    t0 = time.perf_counter()
+    if sum(x is not None for x in (template, pose, poses)) != 1:
+        raise ICPortraitError("give exactly one of --template, --pose or --poses")
+    if template is not None and not template.exists():
+        raise ICPortraitError(f"template not found: {template}")
+    batch = template is not None and template.is_dir()
+    if batch and save_flow is not None:
+        raise ICPortraitError("--save-flow takes one file: not with a template folder")
+    if paste_back and template is None:
+        raise ICPortraitError("--paste-back needs a template photo")
+    # Parse everything before the slow model load, so a typo fails at once.
+    the_light = parse_light(light) if light else None
+    the_poses = [parse_pose(pose)] if pose else parse_poses(poses) if poses else None
     profiles = [load_image(p) for p in profile]
-    tmpl = load_image(template)
-    if device not in ("auto", "cpu", "cuda") or dtype not in ("auto", "fp32", "fp16"):
-        raise ICPortraitError("--device must be auto, cpu or cuda; --dtype auto, fp32 or fp16")
-    use = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
-    if use == "cuda" and not torch.cuda.is_available():
-        raise ICPortraitError("--device cuda: no CUDA device is available")
-    half = dtype == "fp16" or (dtype == "auto" and use == "cuda")
-    pipe = ICPortraitPipeline.from_pretrained(
-        model, dtype=torch.float16 if half else torch.float32).to(use)
-    pipe.set_progress_bar_config(disable=True)
-    t_load = time.perf_counter() - t0
-    with _progress(disable=False) as bar:
-        bar.add_task("generating", total=None)
-        t1 = time.perf_counter()
-        out = pipe(profiles, tmpl, num_inference_steps=steps, mask_ratio=mask_ratio,
-                   generator=torch.Generator(use).manual_seed(seed), align_faces=True,
-                   paste_back=paste_back)
-        t_gen = time.perf_counter() - t1
-    save_image(np.asarray(out.images[0]), output)
-    if save_flow is not None:
-        save_image(np.asarray(flow_picture(out.flow[0])), save_flow)
-    sidecar = {"profile": [str(p) for p in profile], "template": str(template),
-               "model": str(model), "steps": steps, "seed": seed, "mask_ratio": mask_ratio,
-               "device": use, "dtype": "fp16" if half else "fp32",
-               "icportrait": __version__, "command": " ".join(["icportrait", *sys.argv[1:]]),
-               "paste_back": paste_back, "seconds_load": round(t_load, 3),
-               "seconds_generate": round(t_gen, 3)}
-    atomic_write_text(output.with_suffix(".json"), json.dumps(sidecar, indent=2) + "\n")
-    print(f"wrote {output} ({t_gen:.1f} s)")
+    settings = Settings(steps=steps, seed=seed, mask_ratio=mask_ratio, paste_back=paste_back)
+    t0 = time.perf_counter()
+    pipe = load_pipeline(model, device, dtype)
+    run = _GenerateRun(pipe, profiles, settings, the_light, {
+        "profile": [str(p) for p in profile], "model": str(model or "embedded"),
+        "device": str(pipe.device), "dtype": str(pipe.unet.dtype).removeprefix("torch."),
+        "seconds_load": round(time.perf_counter() - t0, 3)})
+    if batch:
+        failed = run.folder(template, output)
+        if failed:
+            raise typer.Exit(1)
+    elif poses is not None:
+        run.poses(the_poses, output, save_flow)
+    elif pose is not None:
+        run.one(None, output, save_flow, {"pose": the_poses[0].as_dict(), "_pose": the_poses[0]})
+    else:
+        run.one(load_image(template), output, save_flow, {"template": str(template)})
+
+
+class _GenerateRun:
+    """One `icportrait generate` invocation: writes outputs with JSON sidecars."""
+
+    def __init__(self, pipe, profiles, settings, light, info: dict):
+        self.pipe, self.profiles, self.settings, self.light = pipe, profiles, settings, light
+        self.info = {**info, **settings.to_dict(),
+                     "light": None if light is None else light.to_dict(),
+                     "icportrait": __version__,
+                     "command": " ".join(["icportrait", *sys.argv[1:]])}
+
+    def one(self, template, output: Path, save_flow: Path | None, extra: dict):
+        import numpy as np
+
+        from icportrait.faces.io import atomic_write_text, save_image
+        from icportrait.generation import generate_portrait, make_template
+        from icportrait.visualize import flow_picture
+
+        tmpl = make_template(template, extra.get("_pose"), self.light)
+        with _progress(disable=False) as bar:
+            bar.add_task(f"generating {output.name}", total=None)
+            result = generate_portrait(self.pipe, self.profiles, tmpl, self.settings)
+        save_image(result.image, output)
+        if save_flow is not None:
+            save_image(np.asarray(flow_picture(result.flow)), save_flow)
+        sidecar = {**self.info, **{k: v for k, v in extra.items() if not k.startswith("_")},
+                   "seconds_generate": round(result.seconds, 3)}
+        # The sidecar is written last: in batch mode it marks the template as done.
+        atomic_write_text(output.with_suffix(".json"), json.dumps(sidecar, indent=2) + "\n")
+        print(f"wrote {output} ({result.seconds:.1f} s)")
+        return result
+
+    def folder(self, folder: Path, out: Path) -> int:
+        from icportrait.faces.io import load_image
+        from icportrait.synth.generate import PHOTO_SUFFIXES
+
+        paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in PHOTO_SUFFIXES)
+        if not paths:
+            raise ICPortraitError(f"{folder} has no .png/.jpg/.webp templates")
+        if out.suffix:
+            raise ICPortraitError(f"with a template folder, -o must be a folder, got {out}")
+        failed = 0
+        for path in paths:
+            target = out / f"{path.stem}.png"
+            if target.with_suffix(".json").is_file():
+                print(f"skip {path.name}: {target} is done")
+                continue
+            try:
+                self.one(load_image(path), target, None, {"template": str(path)})
+            except ICPortraitError as exc:
+                failed += 1
+                _fail(f"error: {path}: {exc}")
+        return failed
+
+    def poses(self, poses, output: Path, save_flow: Path | None) -> None:
+        from icportrait.faces.io import atomic_write_text, save_image
+        from icportrait.generation import grid
+
+        results = []
+        for k, p in enumerate(poses):
+            path = output.with_name(f"{output.stem}-{k:02d}{output.suffix or '.png'}")
+            flow = save_flow if (save_flow is not None and k == 0) else None
+            results.append(self.one(None, path, flow, {"pose": p.as_dict(), "_pose": p}))
+        save_image(grid([r.template for r in results] + [r.image for r in results],
+                        cols=len(results), size=self.pipe.resolution), output)
+        atomic_write_text(output.with_suffix(".json"), json.dumps(
+            {**self.info, "poses": [p.as_dict() for p in poses],
+             "images": [f"{output.stem}-{k:02d}{output.suffix or '.png'}"
+                        for k in range(len(poses))],
+             "seconds_generate": round(sum(r.seconds for r in results), 3)}, indent=2) + "\n")
+        print(f"wrote {output} (grid of {len(poses)} poses: templates above, portraits below)")
+
+
+@app.command()
+def relight(
+    image: Annotated[Path, typer.Option(help="Portrait to relight (e.g. a generated one).")],
+    light: Annotated[str, typer.Option(
+        help="left|right|top|bottom|front|AZ:EL[,colour[,intensity]] or sh:c0,...,c8.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Image to write.")],
+) -> None:
+    """Relight a portrait through its 3D face surface (the face mesh's normals)."""
+    from icportrait.faces.io import load_image, save_image
+    from icportrait.relight import parse_light, relight_photo
+
+    the_light = parse_light(light)
+    t0 = time.perf_counter()
+    save_image(relight_photo(load_image(image), the_light), output)
+    print(f"wrote {output} ({time.perf_counter() - t0:.1f} s)")
 
 
 @app.command("eval")
@@ -492,6 +572,8 @@ def evaluate(
     names += [b.strip() for b in baselines.split(",") if b.strip()]
     if baselines_only and wanted:
         raise ICPortraitError("--baselines-only runs no model: drop --ablations")
+    from icportrait.generation import default_model_path
+
     model = None if baselines_only else (model or default_model_path())
     with _progress(disable=as_json) as bar:
         task = bar.add_task("eval", total=None)
