@@ -109,7 +109,12 @@ def test_unknown_detector_is_one_line(photos, capsys):
     assert err.startswith("error: unknown detector") and err.count("\n") == 1
 
 
-def test_demo_writes_a_report(tmp_path, capsys):
+def test_demo_writes_a_report(tmp_path, capsys, monkeypatch):
+    from icportrait.specs import build_pipeline
+    from test_pipeline import DUMMY
+
+    build_pipeline(DUMMY).save_pretrained(tmp_path / "model")
+    monkeypatch.setenv("ICPORTRAIT_MODEL", str(tmp_path / "model"))  # fast stand-in model
     assert main(["demo", "--out", str(tmp_path), "--json"]) == 0
     results = json.loads(capsys.readouterr().out)
     assert json.loads((tmp_path / "results.json").read_text()) == results
@@ -122,6 +127,19 @@ def test_demo_writes_a_report(tmp_path, capsys):
     verdicts = {(r["a"], r["b"]): r["same_person"] for r in results["identity"]}
     assert verdicts[("astronaut", "astronaut (mirrored)")] is True
     assert verdicts[("astronaut", "grace_hopper")] is False
+    gen = results["generation"]
+    assert gen["model"] == str(tmp_path / "model") and len(gen["pose_sweep"]["poses"]) == 5
+    for name in ("portrait.png", "portrait_pasted.png", "flow.png", "pose_sweep.png",
+                 "light_templates.png", "light_sweep.png"):
+        assert (tmp_path / name).stat().st_size > 500 and f"src='{name}'" in html
+    assert gen["identity"]["profile_to_template"] > 0.6
+    assert "finished in" in html
+
+
+def test_demo_without_a_model_is_one_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("ICPORTRAIT_MODEL", str(tmp_path / "none"))
+    assert main(["demo", "--out", str(tmp_path / "demo")]) == 2
+    assert "no model at" in capsys.readouterr().err
 
 
 def test_console_script_runs(photos):

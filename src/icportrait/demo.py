@@ -1,10 +1,11 @@
-"""`icportrait demo`: the most complete job the project can run today, on bundled inputs.
+"""`icportrait demo`: the whole product on bundled public-domain inputs, offline.
 
-For now this is the face toolkit on the public-domain portraits that ship in packages:
-detection, 478-point landmarks, head pose, canonical alignment, face masks, paste-back, and
-dlib identity distances (including a mirrored and a rescaled copy of each portrait), written
-as images, ``results.json`` and a self-contained ``report.html``. The generation model joins
-here once it exists.
+With the embedded model (or ``$ICPORTRAIT_MODEL``): a portrait of one bundled person in the
+other's template photo (pasted back), its matching-flow picture, a pose sweep (templates
+rendered from the neutral synthetic head), a relighting sweep (the template relit through
+its face mesh), and identity distances of the outputs. Then the face toolkit: detection,
+478-point landmarks, head pose, alignment, masks, paste-back and dlib identity distances.
+Everything is written as images, ``results.json`` and ``report.html`` with the timings.
 """
 
 from __future__ import annotations
@@ -44,11 +45,87 @@ def _variants(name: str, image: np.ndarray) -> dict[str, np.ndarray]:
     }
 
 
-def run_demo(out_dir: str | Path, progress: Callable[[str], None] | None = None) -> dict:
+PROFILE, TEMPLATE = "astronaut", "grace_hopper"
+POSE_SWEEP = "yaw=-30:30:5"
+LIGHT_SWEEP = ("left", "front", "right", "top")
+
+
+def _generation(out: Path, model: Path | None, steps: int, say) -> dict:
+    """The generation part of the demo: portrait, flow, pose sweep, relighting sweep."""
+    from icportrait.generation import (
+        Settings,
+        default_model_path,
+        generate_portrait,
+        grid,
+        load_pipeline,
+        make_template,
+    )
+    from icportrait.pose_templates import parse_poses
+    from icportrait.relight import parse_light
+    from icportrait.visualize import flow_picture
+
+    say("loading the model")
+    t0 = time.perf_counter()
+    pipe = load_pipeline(model)
+    res: dict = {"model": str(model or default_model_path()), "steps": steps,
+                 "resolution": pipe.resolution, "seconds_load": round(time.perf_counter() - t0, 3)}
+    profile, template = [load_sample(PROFILE)], load_sample(TEMPLATE)
+    settings = Settings(steps=steps, seed=0)
+    say("portrait")
+    pasted = generate_portrait(pipe, profile, template, Settings(steps=steps, paste_back=True))
+    portrait = generate_portrait(pipe, profile, template, settings)
+    save_image(pasted.image, out / "portrait_pasted.png")
+    save_image(portrait.image, out / "portrait.png")
+    save_image(np.asarray(flow_picture(portrait.flow)), out / "flow.png")
+    res["portrait"] = {"profile": PROFILE, "template": TEMPLATE,
+                       "seconds": round(portrait.seconds, 3),
+                       "seconds_pasted": round(pasted.seconds, 3)}
+    say("pose sweep")
+    poses = parse_poses(POSE_SWEEP)
+    sweep = [generate_portrait(pipe, profile, make_template(pose=p), settings) for p in poses]
+    save_image(grid([r.template for r in sweep] + [r.image for r in sweep], cols=len(sweep),
+                    size=pipe.resolution), out / "pose_sweep.png")
+    res["pose_sweep"] = {"poses": [p.as_dict() for p in poses],
+                         "seconds": round(sum(r.seconds for r in sweep), 3)}
+    say("relighting sweep")
+    lit = [generate_portrait(pipe, profile, make_template(template, light=parse_light(name)),
+                             settings) for name in LIGHT_SWEEP]
+    # the relit template photos, as aligned face crops
+    save_image(grid([prepare_face(r.template, size=256).image for r in lit]),
+               out / "light_templates.png")
+    save_image(grid([r.image for r in lit], size=pipe.resolution), out / "light_sweep.png")
+    res["light_sweep"] = {"lights": list(LIGHT_SWEEP),
+                          "seconds": round(sum(r.seconds for r in lit), 3)}
+    say("identity of the outputs")
+    embed = _embedding
+    ref, tmpl = embed(profile[0]), embed(template)
+    out_emb = embed(portrait.image)
+    res["identity"] = {
+        "portrait_to_profile": None if out_emb is None else round(
+            identity_distance(out_emb, ref), 4),
+        "portrait_to_template": None if out_emb is None else round(
+            identity_distance(out_emb, tmpl), 4),
+        "profile_to_template": round(identity_distance(ref, tmpl), 4),
+    }
+    return res
+
+
+def _embedding(image: np.ndarray) -> np.ndarray | None:
+    """dlib descriptor of the largest face (on a copy upscaled to >= 256 px), or None."""
+    from icportrait.evaluation.scoring import read_face
+
+    found = read_face(image)
+    return None if found is None else found.embedding
+
+
+def run_demo(out_dir: str | Path, progress: Callable[[str], None] | None = None,
+             model: Path | None = None, steps: int = 30) -> dict:
     """Run the demo into ``out_dir``; returns the results that ``results.json`` holds."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     say = progress or (lambda _msg: None)
+    t_start = time.perf_counter()
+    generation = _generation(out, model, steps, say)
     results: dict = {
         "command": " ".join(["icportrait", *sys.argv[1:]]) if sys.argv else "icportrait demo",
         "icportrait": __version__,
@@ -97,6 +174,8 @@ def run_demo(out_dir: str | Path, progress: Callable[[str], None] | None = None)
             d = identity_distance(embeddings[a], embeddings[b])
             results["identity"].append({"a": a, "b": b, "distance": round(d, 4),
                                         "same_person": d < SAME_PERSON_THRESHOLD})
+    results["generation"] = generation
+    results["seconds_total"] = round(time.perf_counter() - t_start, 2)
     atomic_write_text(out / "results.json", json.dumps(results, indent=2) + "\n")
     atomic_write_text(out / "report.html", _report_html(results))
     return results
@@ -126,17 +205,46 @@ def _report_html(results: dict) -> str:
         f"<td>{'same' if r['same_person'] else 'different'}</td></tr>"
         for r in results["identity"]
     )
+    g = results["generation"]
+    ident = g["identity"]
+
+    def dist(v):
+        return "no face found" if v is None else f"{v:.3f}"
+
+    generation = f"""<h2>Generation</h2>
+<p>Model: <code>{e(g['model'])}</code> ({g['resolution']} px, {g['steps']} steps; loaded in
+{g['seconds_load']:.1f} s). Profile: {e(PROFILE)}; template: {e(TEMPLATE)}.</p>
+<div class=row>
+<figure><img src='{e(PROFILE)}_aligned.png'><figcaption>profile (aligned)</figcaption></figure>
+<figure><img src='{e(TEMPLATE)}_aligned.png'><figcaption>template (aligned)</figcaption></figure>
+<figure><img src='portrait.png' style='height:256px'><figcaption>portrait
+({g['portrait']['seconds']:.1f} s)</figcaption></figure>
+<figure><img src='portrait_pasted.png'><figcaption>pasted back into the template
+({g['portrait']['seconds_pasted']:.1f} s)</figcaption></figure>
+<figure><img src='flow.png'><figcaption>matching flow (profile | target)</figcaption></figure>
+</div>
+<p>Identity (dlib distance, same person below {SAME_PERSON_THRESHOLD}): portrait → profile
+{dist(ident['portrait_to_profile'])}, portrait → template {dist(ident['portrait_to_template'])},
+profile → template {ident['profile_to_template']:.3f}.</p>
+<h3>Pose sweep ({e(POSE_SWEEP)}; {g['pose_sweep']['seconds']:.1f} s)</h3>
+<p>Rendered templates above, portraits below.</p><img src='pose_sweep.png'>
+<h3>Relighting sweep ({', '.join(LIGHT_SWEEP)}; {g['light_sweep']['seconds']:.1f} s)</h3>
+<p>The template relit through its face mesh, then the portraits.</p>
+<img src='light_templates.png'><br><img src='light_sweep.png' style='height:136px'>
+"""
     return f"""<!doctype html><html><head><meta charset=utf-8><title>icportrait demo</title>
 <style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto}}
 table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:3px 8px}}
 .row{{display:flex;gap:8px;flex-wrap:wrap}}img{{max-height:256px}}figure{{margin:0}}</style>
-</head><body><h1>icportrait demo: face toolkit</h1>
-<p>icportrait {e(results['icportrait'])}, Python {e(results['python'])}.
-Command: <code>{e(results['command'])}</code></p>
-<h2>Faces</h2><table><tr><th>image</th><th>score</th><th>size px</th><th>yaw</th>
+</head><body><h1>icportrait demo</h1>
+<p>icportrait {e(results['icportrait'])}, Python {e(results['python'])}; finished in
+{results['seconds_total']:.1f} s. Command: <code>{e(results['command'])}</code></p>
+{generation}
+<h2>Face toolkit</h2><h3>Faces</h3>
+<table><tr><th>image</th><th>score</th><th>size px</th><th>yaw</th>
 <th>pitch</th><th>roll</th><th>landmarks</th><th>seconds</th></tr>{''.join(rows)}</table>
-<h2>Pictures</h2>{pictures}
-<h2>Identity (dlib descriptor distance, same person below {SAME_PERSON_THRESHOLD})</h2>
+<h3>Pictures</h3>{pictures}
+<h3>Identity (dlib descriptor distance, same person below {SAME_PERSON_THRESHOLD})</h3>
 <table><tr><th>a</th><th>b</th><th>distance</th><th>verdict</th></tr>{ident}</table>
 </body></html>
 """
