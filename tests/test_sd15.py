@@ -98,3 +98,44 @@ def test_sd15_loads_in_half_precision(sd15_dirs):
     for path, cfg in ((root / "folder", None), (root / "model.safetensors", root / "folder")):
         base = load_sd15_base(path, config_dir=cfg, torch_dtype=torch.float16)
         assert base["unet"].dtype == torch.float16 and base["vae"].dtype == torch.float16
+
+
+def test_sd15_trains_with_the_same_commands(sd15_dirs, tmp_path, capsys):
+    """`train matching --base <SD 1.5 folder>`, then `train appearance --lora-rank 4`: the
+    LoRA adapters train with the appearance net and are merged into the exported UNet."""
+    import json
+
+    from icportrait.cli import main
+    from icportrait.pipelines import ICPortraitPipeline
+    from icportrait.synth.generate import SynthConfig, generate
+
+    root, unet, _ = sd15_dirs
+    data = tmp_path / "data"
+    generate(data, SynthConfig(identities=2, views=2, lights=1, size=64, seed=5))
+    common = ["--data", str(data), "--steps", "2", "--batch-size", "2", "--json"]
+    assert main(["train", "matching", "-o", str(tmp_path / "m"), "--base", str(root / "folder"),
+                 *common]) == 0
+    assert json.loads(capsys.readouterr().out)["finished"]
+    assert main(["train", "appearance", "-o", str(tmp_path / "a"), "--matching",
+                 str(tmp_path / "m" / "pipeline"), "--lora-rank", "4", *common]) == 0
+    assert json.loads(capsys.readouterr().out)["finished"]
+    from safetensors.torch import load_file
+
+    ckpt = load_file(str(tmp_path / "a" / "checkpoints" / "step-000002" / "model.safetensors"))
+    assert any(k.startswith("lora.") for k in ckpt)
+    assert not any(k.startswith("unet.") for k in ckpt)  # adapters only, not the base
+    pipe = ICPortraitPipeline.from_pretrained(tmp_path / "a" / "pipeline")
+    merged = pipe.unet.state_dict()
+    assert not any("lora" in k for k in merged)
+    base = unet.state_dict()
+    changed = [k for k in base if "to_q" in k and not torch.equal(base[k], merged[k])]
+    assert changed, "the LoRA update was not merged into the exported UNet"
+    assert all(torch.equal(base[k], merged[k]) for k in base if "conv_in" in k)
+    _two_steps(pipe)
+    # LoRA belongs to the appearance stage only
+    from icportrait.errors import ICPortraitError
+    from icportrait.training.config import TrainConfig
+
+    with pytest.raises(ICPortraitError, match="appearance stage only"):
+        TrainConfig(stage="matching", output_dir="x", data=["d"], init="i",
+                    lora_rank=4).validate()

@@ -325,7 +325,9 @@ def train_base(
 @train_app.command("matching")
 def train_matching(
     data: Data, output_dir: Out,
-    base: Annotated[Path, typer.Option(help="Pipeline folder of the (pretrained) base.")],
+    base: Annotated[Path, typer.Option(
+        help="Pipeline folder of the (pretrained) base, or a Stable Diffusion 1.5 folder or "
+             "single file.")],
     steps: Steps = 200, batch_size: Batch = 8, lr: Lr = 1e-4,
     correspondence_loss: Annotated[
         float, typer.Option(help="Weight of the optional correspondence loss (0: off).")
@@ -356,6 +358,8 @@ def train_appearance(
     matching: Annotated[Path, typer.Option(help="Pipeline folder from `train matching`.")],
     steps: Steps = 10000, batch_size: Batch = 8, lr: Lr = 1e-4,
     self_pairs: Annotated[bool, typer.Option(help="Also train on self-pairs.")] = True,
+    lora_rank: Annotated[int, typer.Option(
+        help="Also train LoRA adapters of this rank on the base UNet (0: base frozen).")] = 0,
     mask_ratio: MaskRatio = 0.8,
     val_data: ValData = None,
     validate_every: ValidateEvery = 0,
@@ -371,8 +375,8 @@ def train_appearance(
     """Train the appearance net (matching net and base frozen): lighting-aware stitching."""
     _train(_common(stage="appearance", data=data, output_dir=output_dir, init=str(matching),
                    steps=steps, batch_size=batch_size, lr=lr, self_pairs=self_pairs,
-                   mask_ratio=mask_ratio, val_data=str(val_data) if val_data else None,
-                   validate_every=validate_every, checkpoint_every=checkpoint_every,
+                   lora_rank=lora_rank, mask_ratio=mask_ratio,
+                   val_data=str(val_data) if val_data else None, validate_every=validate_every, checkpoint_every=checkpoint_every,
                    grad_accum=grad_accum, ema_decay=ema_decay,
                    mixed_precision=mixed_precision, seed=seed), resume, stop_after, as_json)
 

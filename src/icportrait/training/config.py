@@ -18,7 +18,8 @@ class TrainConfig:
 
     Stages: ``vae`` and ``base`` pretrain the tiny spec's VAE and UNet on renders (SD 1.5
     users bring pretrained weights instead); ``matching`` trains the matching net,
-    ``appearance`` the appearance net (matching net frozen). The base stays frozen in both.
+    ``appearance`` the appearance net (matching net frozen). The base stays frozen in both
+    (``lora_rank`` > 0 adds trainable LoRA adapters to it in the appearance stage).
     """
 
     stage: str
@@ -57,6 +58,9 @@ class TrainConfig:
     # spec, 64 px crops of 128 px renders left full images with a global colour shift
     # (GroupNorm and mid-block attention statistics differ; validation PSNR 18.3 dB).
     vae_crop: int = 0
+    # LoRA rank on the frozen base UNet's attention projections, trained with the appearance
+    # net (0: off). Merged into the UNet on export, so the pipeline folder stays plain.
+    lora_rank: int = 0
 
     def validate(self) -> None:
         if self.stage not in STAGES:
@@ -74,6 +78,9 @@ class TrainConfig:
         if self.mixed_precision not in ("no", "fp16", "bf16"):
             raise ICPortraitError(f"mixed precision must be no, fp16 or bf16, got "
                                   f"{self.mixed_precision!r}")
+        if self.lora_rank < 0 or (self.lora_rank and self.stage != "appearance"):
+            raise ICPortraitError("--lora-rank must be >= 0, and LoRA trains with the appearance "
+                                  "stage only")
         if self.ema_decay is not None and not 0 < self.ema_decay < 1:
             raise ICPortraitError(f"EMA decay must be in (0, 1), got {self.ema_decay}")
 

@@ -15,6 +15,8 @@ pipeline is kept beside it.
 
 from __future__ import annotations
 
+import copy
+import json
 import os
 import shutil
 from pathlib import Path
@@ -62,7 +64,17 @@ def save_pipeline(pipe: ICPortraitPipeline, path: Path) -> Path:
 
 
 def load_init(path: str) -> ICPortraitPipeline:
+    """An icportrait pipeline folder, or a Stable Diffusion 1.5 base (a diffusers folder or
+    a single original-format file), whose control nets then start from its encoder."""
+    p = Path(path)
+    index = p / "model_index.json"
+    is_ours = index.is_file() and "ICPortrait" in json.loads(index.read_text()).get(
+        "_class_name", "")
     try:
+        if not is_ours and (p.is_file() or (p / "unet").is_dir()):
+            from icportrait.specs import load_sd15_pipeline
+
+            return load_sd15_pipeline(p)
         return ICPortraitPipeline.from_pretrained(path)
     except ModelFilesError as exc:
         raise ModelFilesError(f"--init: {exc}") from exc
@@ -257,10 +269,36 @@ class MatchingModule(StageModule):
         return self._save(path, matching_net=self.net)
 
 
+LORA_TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]
+
+
+def add_lora(unet, rank: int) -> nn.ModuleList:
+    """Add peft LoRA adapters (rank ``rank``) to the attention projections of ``unet``
+    in place; returns their A/B layers, the only trainable parameters, as one module (so
+    checkpoints hold the adapters, not the whole base)."""
+    from peft import LoraConfig
+    from peft.tuners.lora import LoraLayer
+
+    unet.add_adapter(LoraConfig(r=rank, lora_alpha=rank, init_lora_weights="gaussian",
+                                target_modules=LORA_TARGETS))
+    layers = [m for _, m in unet.named_modules() if isinstance(m, LoraLayer)]
+    return nn.ModuleList([part for m in layers for part in (m.lora_A, m.lora_B)])
+
+
+def merged_unet(unet):
+    """A copy of ``unet`` with its LoRA adapters merged into the weights and removed."""
+    merged = copy.deepcopy(unet)
+    merged.fuse_lora()
+    merged.unload_lora()
+    return merged
+
+
 class AppearanceModule(StageModule):
     def __init__(self, cfg, frozen):
         super().__init__(cfg, frozen)
         self.net: ICControlNet = frozen.pipe.appearance_net.requires_grad_(True).train()
+        if cfg.lora_rank:
+            self.lora = add_lora(frozen.pipe.unet, cfg.lora_rank)
 
     def forward(self, batch, gen):
         pipe = self.pipe
@@ -275,6 +313,8 @@ class AppearanceModule(StageModule):
         return self._target_loss(noisy, ts, text, self.net, feats, noise), {}
 
     def export(self, path: Path) -> Path:
+        if self.cfg.lora_rank:
+            return self._save(path, appearance_net=self.net, unet=merged_unet(self.pipe.unet))
         return self._save(path, appearance_net=self.net)
 
 
