@@ -376,8 +376,8 @@ def train_appearance(
     _train(_common(stage="appearance", data=data, output_dir=output_dir, init=str(matching),
                    steps=steps, batch_size=batch_size, lr=lr, self_pairs=self_pairs,
                    lora_rank=lora_rank, mask_ratio=mask_ratio,
-                   val_data=str(val_data) if val_data else None, validate_every=validate_every, checkpoint_every=checkpoint_every,
-                   grad_accum=grad_accum, ema_decay=ema_decay,
+                   val_data=str(val_data) if val_data else None, validate_every=validate_every,
+                   checkpoint_every=checkpoint_every, grad_accum=grad_accum, ema_decay=ema_decay,
                    mixed_precision=mixed_precision, seed=seed), resume, stop_after, as_json)
 
 
