@@ -195,3 +195,16 @@ def test_eval_cli_real_baselines(tmp_path, capsys):
     assert swap["id_to_profile"] < tmpl["id_to_profile"]
     assert swap["id_to_template"] > tmpl["id_to_template"]
     assert (tmp_path / "report.html").is_file()
+
+
+def test_pose_error_on_a_known_offset():
+    from icportrait.faces.pose import HeadPose
+    from icportrait.pose_templates import render_template
+
+    a = scoring.read_face(render_template(HeadPose(0.0, 0.0, 0.0))["rgb"])
+    b = scoring.read_face(render_template(HeadPose(20.0, 0.0, 10.0))["rgb"])
+    got = scoring.face_scores(b, a.embedding, a, None)
+    assert got["yaw_error"] == pytest.approx(20, abs=4)
+    assert got["roll_error"] == pytest.approx(10, abs=3)
+    assert got["pitch_error"] < 5
+    assert got["id_to_profile"] < 0.6  # the same neutral head, turned
