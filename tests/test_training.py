@@ -139,3 +139,21 @@ def test_two_process_cpu_run(setup, tmp_path):
     state = json.loads((out / "checkpoints" / "step-000002" / "state.json").read_text())
     assert state["world_size"] == 2
     assert (out / "pipeline" / "matching_net").is_dir()
+
+
+def test_release_stores_fp16_and_keeps_notes(setup, tmp_path, capsys):
+    out = tmp_path / "release"
+    out.mkdir()
+    (out / "RECIPE.md").write_text("how it was made\n")
+    assert main(["train", "release", "--pipeline", str(setup / "init"), "--out", str(out),
+                 "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["dtype"] == "fp16" and summary["size_mb"] < 0.6 * summary["source_size_mb"]
+    assert summary["psnr_vs_fp32_db"] >= 40
+    assert (out / "RECIPE.md").read_text() == "how it was made\n"
+    pipe = ICPortraitPipeline.from_pretrained(out)  # stored fp16, computed fp32 by default
+    assert pipe.unet.dtype == torch.float32
+    from safetensors import safe_open
+
+    with safe_open(str(out / "unet" / "diffusion_pytorch_model.safetensors"), "pt") as f:
+        assert f.get_tensor(next(iter(f.keys()))).dtype == torch.float16

@@ -381,6 +381,23 @@ def train_appearance(
                    mixed_precision=mixed_precision, seed=seed), resume, stop_after, as_json)
 
 
+@train_app.command("release")
+def train_release(
+    pipeline: Annotated[Path, typer.Option(help="Trained pipeline folder (e.g. RUN/pipeline).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Release folder (e.g. weights/tiny).")],
+    fp16: Annotated[bool, typer.Option(help="Store weights in fp16 (checked against fp32).")
+                    ] = True,
+    as_json: AsJson = False,
+) -> None:
+    """Package a trained pipeline for shipping: fp16 safetensors, outputs checked vs fp32."""
+    from icportrait.training.release import release
+
+    summary = release(pipeline, out, fp16=fp16)
+    print(json.dumps(summary, indent=2) if as_json else
+          f"wrote {out}: {summary['size_mb']} MB ({summary['dtype']}); outputs vs fp32 "
+          f"{summary.get('psnr_vs_fp32_db')} dB PSNR")
+
+
 @app.command()
 def generate(
     profile: Annotated[list[Path], typer.Option(help="Photo(s) of the person.")],

@@ -62,16 +62,9 @@ def _peak_memory_mb() -> float | None:
 
 
 def load_model(path: Path):
-    from icportrait.errors import ModelFilesError
-    from icportrait.pipelines import ICPortraitPipeline
+    from icportrait.generation import load_pipeline
 
-    if not (Path(path) / "model_index.json").is_file():
-        raise ModelFilesError(f"no model at {path} (a pipeline folder has model_index.json)")
-    pipe = ICPortraitPipeline.from_pretrained(path)
-    if torch.cuda.is_available():
-        pipe = pipe.to("cuda")
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
+    return load_pipeline(path)
 
 
 def run_eval(suite: str, out: Path, methods: list[str], model: Path | None = None,

@@ -96,7 +96,8 @@ class ICPortraitPipeline(DiffusionPipeline):
     # ------------------------------------------------------------------ loading
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, **kwargs):
-        """Load a saved pipeline folder; a missing folder or component is named clearly."""
+        """Load a saved pipeline folder (in fp32 unless ``dtype`` is given); a missing folder
+        or component is named clearly."""
         path = os.fspath(pretrained_model_name_or_path)
         if not os.path.isdir(path):
             raise ModelFilesError(f"model folder not found: {path}")
@@ -112,6 +113,10 @@ class ICPortraitPipeline(DiffusionPipeline):
             if c not in kwargs and not any(f.endswith(".safetensors") for f in os.listdir(folder)):
                 raise ModelFilesError(f"{folder} has no weights file (.safetensors)")
         kwargs.setdefault("use_safetensors", True)
+        if "dtype" not in kwargs and "torch_dtype" not in kwargs:
+            # fp32 unless asked: shipped weights are stored in fp16 to halve their size, and
+            # fp16 compute is for GPUs.
+            kwargs["dtype"] = torch.float32
         return super().from_pretrained(path, **kwargs)
 
     # ------------------------------------------------------------------ helpers
