@@ -50,6 +50,18 @@ def test_same_params_same_mesh_and_render(renderer, params, head):
     np.testing.assert_array_equal(a["surface_xyz"], b["surface_xyz"])
 
 
+def test_renders_at_mixed_sizes_do_not_interfere(renderer, head):
+    """A render must not depend on the sizes rendered before it in the same process."""
+    first = renderer.render(head, rot(0, 0, 0), SIZE)
+    for size in (64, 96, SIZE // 2):
+        renderer.render(head, rot(20, 0, 0), size)
+        renderer.render(head, rot(20, 0, 0), size, geometry=False)
+    again = renderer.render(head, rot(0, 0, 0), SIZE)
+    np.testing.assert_array_equal(first["rgb"], again["rgb"])
+    np.testing.assert_array_equal(first["alpha"], again["alpha"])
+    np.testing.assert_array_equal(first["region"], again["region"])
+
+
 def test_different_seeds_differ(head):
     other = sample_head_params(np.random.default_rng(8))
     assert other != head.params

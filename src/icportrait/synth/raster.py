@@ -516,7 +516,6 @@ class Renderer:
         ctx.enable(self._mgl.DEPTH_TEST | self._mgl.CULL_FACE)
         # NDC y follows the image's v (down), which mirrors the on-screen winding.
         ctx.front_face = "ccw"
-        ctx.viewport = (0, 0, size, size)
         gpu.texture.use(0)
         single = geometry and not self.samples
         key = "full" if single else "color"
@@ -524,7 +523,11 @@ class Renderer:
         self._set_uniforms(prog, rotation, trans, size, camera, lighting)
         prog["tex"].value = 0
         fbo = self._fbo("msaa" if self.samples else key, size)
+        # Set the viewport only once the target is bound: moderngl stores it per framebuffer,
+        # so setting it earlier rewrote the previous target's (renders at mixed sizes in one
+        # process came out at the last size).
         fbo.use()
+        ctx.viewport = (0, 0, size, size)
         # Clears every target to 0: zero depth marks background in the geometry maps.
         fbo.clear(0.0, 0.0, 0.0, 0.0, depth=1.0)
         level = gpu.level(size, self.triangles_per_pixel)
@@ -543,6 +546,7 @@ class Renderer:
             self._set_uniforms(prog, rotation, trans, size, camera, None)
             fbo = self._fbo("geometry", size)
             fbo.use()
+            ctx.viewport = (0, 0, size, size)
             fbo.clear(0.0, 0.0, 0.0, 0.0, depth=1.0)
             level.draw("geometry", to_cam)
             out.update(_read_geometry(fbo, size, first=0))
