@@ -12,8 +12,10 @@ cd "$(dirname "$0")/.."
 VENV=${1:-.venv}
 PYTHON=${2:-python3}
 # Debian packages the project needs (installed when run as root and missing): Mesa's
-# headless EGL/OpenGL, on which the synthetic-head renderer runs (llvmpipe on CPU).
-APT_PACKAGES=(libegl1 libgl1 libegl-mesa0 libgl1-mesa-dri)
+# headless EGL/OpenGL, on which the synthetic-head renderer runs (llvmpipe on CPU);
+# chromium and its WebDriver for the web UI's browser test; opencv-data for the BRISQUE
+# metric's model files.
+APT_PACKAGES=(libegl1 libgl1 libegl-mesa0 libgl1-mesa-dri chromium chromium-driver opencv-data)
 
 if ((${#APT_PACKAGES[@]})); then
     missing=()

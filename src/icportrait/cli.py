@@ -559,6 +559,32 @@ def relight(
     print(f"wrote {output} ({time.perf_counter() - t0:.1f} s)")
 
 
+@app.command()
+def serve(
+    model: Annotated[
+        Path | None, typer.Option(help="Pipeline folder (default: the embedded tiny model).")
+    ] = None,
+    host: Annotated[str, typer.Option(
+        help="Address to listen on; 0.0.0.0 opens the UI to your whole network.")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 7860,
+    share: Annotated[bool, typer.Option(
+        "--share", help="Also open a public gradio.live link (needs internet).")] = False,
+    max_upload_mb: Annotated[int, typer.Option(help="Largest accepted upload, in MB.")] = 20,
+    workdir: Annotated[Path | None, typer.Option(
+        help="Folder for uploads and results (default: a fresh temporary folder).")] = None,
+    device: Annotated[str, typer.Option(help="auto (CUDA when available), cpu or cuda.")] = "auto",
+    dtype: Annotated[
+        str, typer.Option(help="auto (fp16 on CUDA, else fp32), fp32 or fp16.")
+    ] = "auto",
+) -> None:
+    """Serve the web UI (Gradio) until Ctrl+C: upload photos, generate, sweep poses and lights."""
+    from icportrait.app import serve as serve_app
+
+    serve_app(model=model, host=host, port=port, share=share, workdir=workdir,
+              max_upload_mb=max_upload_mb, device=device, dtype=dtype)
+
+
 @app.command("eval")
 def evaluate(
     suite: Annotated[str, typer.Option(
