@@ -130,7 +130,7 @@ def test_demo_writes_a_report(tmp_path, capsys, monkeypatch):
     gen = results["generation"]
     assert gen["model"] == str(tmp_path / "model") and len(gen["pose_sweep"]["poses"]) == 5
     for name in ("portrait.png", "portrait_pasted.png", "flow.png", "pose_sweep.png",
-                 "light_templates.png", "light_sweep.png"):
+                 "light_templates.png", "light_sweep.png", "summary.png"):
         assert (tmp_path / name).stat().st_size > 500 and f"src='{name}'" in html
     assert gen["identity"]["profile_to_template"] > 0.6
     assert "finished in" in html

@@ -96,6 +96,11 @@ def _generation(out: Path, model: Path | None, steps: int, say) -> dict:
     save_image(grid([r.image for r in lit], size=pipe.resolution), out / "light_sweep.png")
     res["light_sweep"] = {"lights": list(LIGHT_SWEEP),
                           "seconds": round(sum(r.seconds for r in lit), 3)}
+    # One picture of it all (the README's): profile, template, portrait, two relit portraits;
+    # below, the pose sweep.
+    tiles = [prepare_face(profile[0], size=256).image, prepare_face(template, size=256).image,
+             portrait.image, lit[0].image, lit[2].image, *[r.image for r in sweep]]
+    save_image(grid(tiles, cols=5, size=160), out / "summary.png")
     say("identity of the outputs")
     embed = _embedding
     ref, tmpl = embed(profile[0]), embed(template)
@@ -223,6 +228,8 @@ def _report_html(results: dict) -> str:
 ({g['portrait']['seconds_pasted']:.1f} s)</figcaption></figure>
 <figure><img src='flow.png'><figcaption>matching flow (profile | target)</figcaption></figure>
 </div>
+<figure><img src='summary.png'><figcaption>profile, template, portrait, portraits with the
+template relit from the left and the right; below, a pose sweep</figcaption></figure>
 <p>Identity (dlib distance, same person below {SAME_PERSON_THRESHOLD}): portrait → profile
 {dist(ident['portrait_to_profile'])}, portrait → template {dist(ident['portrait_to_template'])},
 profile → template {ident['profile_to_template']:.3f}.</p>
