@@ -149,7 +149,7 @@ def test_run_eval_resumes_and_reports(tiny_suite, tmp_path, monkeypatch):
     build_pipeline(DUMMY).save_pretrained(tmp_path / "model")
     out = tmp_path / "eval"
     names = ["icportrait", "icportrait:no-warp", "icportrait:zero-shot",
-             "icportrait:single-ref", "template", "gt-warp"]
+             "icportrait:single-ref", "icportrait:base-only", "template", "gt-warp"]
     res = run_eval(TINY.name, out, names, model=tmp_path / "model", steps=2, limit=2)
     assert set(res["summary"]) == set(names) and res["samples"] == 2
     model_row = res["summary"]["icportrait"]

@@ -10,7 +10,8 @@ pasted back) and, for IC-Portrait, the matching flow.
   ``icportrait:zero-shot`` (the matching net replaced by the base UNet's own encoder, i.e.
   untrained matching), ``icportrait:mask-0.5`` / ``icportrait:mask-0.95`` (mask ratio),
   ``icportrait:single-ref`` (only the first profile photo), ``icportrait:per-step`` (flow
-  recomputed at every denoising step).
+  recomputed at every denoising step), ``icportrait:base-only`` (no F_ref at all: the
+  frozen base model alone, which shows what the control nets add).
 - Baselines: ``classical-swap`` (landmark warp, colour transfer, Poisson blending),
   ``template`` (the template unchanged), ``masked-template`` (the template with the model's
   80% of patches hidden, what the model sees of it), ``gt-warp`` (synthetic only: the profile
@@ -37,6 +38,7 @@ ABLATIONS = {
     "icportrait:mask-0.95": {"mask_ratio": 0.95},
     "icportrait:single-ref": {},
     "icportrait:per-step": {"flow_mode": "per_step"},
+    "icportrait:base-only": {"reference_scale": 0.0},
 }
 BASELINES = ("classical-swap", "template", "masked-template", "gt-warp")
 METHODS = (*ABLATIONS, *BASELINES)
@@ -96,6 +98,8 @@ class ModelRunner:
             import cv2
 
             image = cv2.resize(image, (w, h), interpolation=cv2.INTER_CUBIC)
+        if out.flow is None:  # base-only: no matching was run
+            return MethodOutput(image)
         return MethodOutput(image, out.flow[0].cpu(), out.flow_ref[0].cpu())
 
 
