@@ -40,6 +40,9 @@ def load_pipeline(model: Path | None = None, device: str = "auto", dtype: str = 
     if use == "cuda" and not torch.cuda.is_available():
         raise ICPortraitError("device cuda: no CUDA device is available")
     half = dtype == "fp16" or (dtype == "auto" and use == "cuda")
+    from diffusers.utils import logging as diffusers_logging
+
+    diffusers_logging.disable_progress_bar()  # our commands show their own progress
     pipe = ICPortraitPipeline.from_pretrained(
         model, dtype=torch.float16 if half else torch.float32).to(use)
     pipe.set_progress_bar_config(disable=True)
