@@ -434,7 +434,7 @@ def generate(
 ) -> None:
     """Render the template (a photo, a folder of photos, or a pose) with the profile's identity."""
     from icportrait.faces.io import load_image
-    from icportrait.generation import Settings, load_pipeline
+    from icportrait.generation import Settings, default_model_path, load_pipeline
     from icportrait.pose_templates import parse_pose, parse_poses
     from icportrait.relight import parse_light
 
@@ -455,7 +455,7 @@ def generate(
     t0 = time.perf_counter()
     pipe = load_pipeline(model, device, dtype)
     run = _GenerateRun(pipe, profiles, settings, the_light, {
-        "profile": [str(p) for p in profile], "model": str(model or "embedded"),
+        "profile": [str(p) for p in profile], "model": str(model or default_model_path()),
         "device": str(pipe.device), "dtype": str(pipe.unet.dtype).removeprefix("torch."),
         "seconds_load": round(time.perf_counter() - t0, 3)})
     if batch:
