@@ -122,6 +122,7 @@ def shading(normals: np.ndarray, light: Light) -> np.ndarray:
 
 
 def srgb_to_linear(x: np.ndarray) -> np.ndarray:
+    """sRGB codes in [0, 255] -> linear light in [0, 1] (IEC 61966-2-1)."""
     x = x / 255.0
     return np.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055) ** 2.4)
 

@@ -21,6 +21,7 @@ import cv2
 import numpy as np
 
 from icportrait.errors import MissingDependencyError
+from icportrait.relight import srgb_to_linear
 
 # SSIM constants of Wang et al. 2004: an 11 x 11 Gaussian window of sigma 1.5, K1 = 0.01,
 # K2 = 0.03, dynamic range L = 255 (uint8).
@@ -45,9 +46,7 @@ BRISQUE_MODEL = "brisque_model_live.yml"
 BRISQUE_RANGE = "brisque_range_live.yml"
 
 # sRGB decoding (IEC 61966-2-1) as a lookup table: uint8 code -> linear value in [0, 1].
-_codes = np.arange(256, dtype=np.float64) / 255.0
-_SRGB_TO_LINEAR = np.where(_codes <= 0.04045, _codes / 12.92, ((_codes + 0.055) / 1.055) ** 2.4)
-del _codes
+_SRGB_TO_LINEAR = srgb_to_linear(np.arange(256, dtype=np.float64))
 _REC601 = np.array([0.299, 0.587, 0.114])
 
 

@@ -25,8 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from icportrait.errors import ICPortraitError
-
-PHOTO_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
+from icportrait.synth.generate import PHOTO_SUFFIXES
 
 
 @dataclass(frozen=True)
