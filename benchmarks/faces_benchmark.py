@@ -36,7 +36,7 @@ from icportrait.faces import (
     select_face,
 )
 from icportrait.faces.pose import solve_rotation
-from icportrait.samples import SAMPLE_NAMES, load_sample
+from icportrait.faces.samples import SAMPLE_NAMES, load_sample
 from icportrait.synth.photo_lift import lift_face, render_lifted
 from report import emit
 

@@ -26,13 +26,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @pytest.fixture(scope="session")
 def astronaut() -> np.ndarray:
-    from icportrait.samples import load_sample
+    from icportrait.faces.samples import load_sample
 
     return load_sample("astronaut")
 
 
 @pytest.fixture(scope="session")
 def grace_hopper() -> np.ndarray:
-    from icportrait.samples import load_sample
+    from icportrait.faces.samples import load_sample
 
     return load_sample("grace_hopper")

@@ -19,7 +19,7 @@ from icportrait.faces import (
     identity_distance,
     select_face,
 )
-from icportrait.samples import load_sample
+from icportrait.faces.samples import load_sample
 
 PAIRS = [("astronaut", "grace_hopper"), ("grace_hopper", "astronaut")]  # (profile, template)
 BLENDS = ["poisson", "alpha"]

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from icportrait.generation import EMBEDDED_MODEL, Settings, generate_portrait, load_pipeline
+from icportrait.generation import Settings, generate_portrait
+from icportrait.store import EMBEDDED_MODEL, load_pipeline
 
 
 def test_embedded_model_is_small_fp16_and_documented():

@@ -199,7 +199,7 @@ def test_eval_cli_real_baselines(tmp_path, capsys):
 
 def test_pose_error_on_a_known_offset():
     from icportrait.faces.pose import HeadPose
-    from icportrait.pose_templates import render_template
+    from icportrait.generation.pose_templates import render_template
 
     a = scoring.read_face(render_template(HeadPose(0.0, 0.0, 0.0))["rgb"])
     b = scoring.read_face(render_template(HeadPose(20.0, 0.0, 10.0))["rgb"])

@@ -21,7 +21,6 @@ from icportrait.faces import (
     five_points,
     head_pose,
     identity_distance,
-    load_image,
     paste_back,
     pose_to_matrix,
     prepare_face,
@@ -29,7 +28,8 @@ from icportrait.faces import (
 )
 from icportrait.faces.head_template import TEMPLATE_PATH, build
 from icportrait.faces.pose import HeadPose
-from icportrait.samples import load_sample
+from icportrait.faces.samples import load_sample
+from icportrait.io import load_image
 from icportrait.synth.photo_lift import lift_face, render_lifted
 
 

@@ -1,4 +1,4 @@
-"""Tests for icportrait.faces.io: loading every kind of input, clear errors, atomic saving."""
+"""Tests for icportrait.io: loading every kind of input, clear errors, atomic saving."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import pytest
 from PIL import Image, ImageFile
 
 from icportrait.errors import ICPortraitError, ImageError
-from icportrait.faces.io import (
+from icportrait.io import (
     MAX_PIXELS,
     MIN_SIDE,
     atomic_write_bytes,
@@ -539,6 +539,6 @@ def test_loads_in_a_fresh_process(tmp_path: Path) -> None:
 
     path = tmp_path / "first.png"
     Image.new("RGB", (32, 24), (10, 20, 30)).save(path)
-    code = f"from icportrait.faces.io import load_image; print(load_image({str(path)!r}).shape)"
+    code = f"from icportrait.io import load_image; print(load_image({str(path)!r}).shape)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == "(24, 32, 3)", out.stderr

@@ -109,7 +109,7 @@ def test_flow_to_color():
 
 
 def test_flow_picture():
-    from icportrait.visualize import flow_picture
+    from icportrait.generation.pictures import flow_picture
 
     flow = identity_flow(1, 8, 8)[0]
     pic = flow_picture(flow, size=64)

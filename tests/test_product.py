@@ -11,8 +11,8 @@ from PIL import Image
 from icportrait.cli import main
 from icportrait.errors import ICPortraitError
 from icportrait.faces.pose import HeadPose
-from icportrait.pose_templates import parse_pose, parse_poses, render_template
-from icportrait.relight import (
+from icportrait.generation.pose_templates import parse_pose, parse_poses, render_template
+from icportrait.generation.relight import (
     Light,
     direction_from_angles,
     parse_light,
@@ -85,8 +85,8 @@ def test_shading_on_a_sphere_is_lambertian():
 
 
 def test_relight_moves_the_light_on_a_sphere():
+    from icportrait.colour import linear_to_srgb
     from icportrait.evaluation.image_metrics import shading_direction
-    from icportrait.relight import linear_to_srgb
 
     n, inside = sphere()
     albedo = np.array([0.6, 0.45, 0.35])
@@ -108,7 +108,7 @@ def test_relight_moves_the_light_on_a_sphere():
 
 
 def test_relight_photo_brightens_the_lit_side(astronaut):
-    from icportrait.relight import photo_normals, relight_photo
+    from icportrait.generation.relight import photo_normals, relight_photo
 
     normals, mask = photo_normals(astronaut)
     assert mask.sum() > 5000 and np.isfinite(normals[mask]).all()

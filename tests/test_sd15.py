@@ -7,8 +7,17 @@ import torch
 from diffusers import AutoencoderKL, UNet2DConditionModel
 
 from icportrait.errors import ModelFilesError
-from icportrait.specs import load_sd15_base, load_sd15_pipeline, sd15_config_dir
+from icportrait.specs import assemble_pipeline, get_spec
+from icportrait.store import load_base
 from ldm_format import save_ldm_checkpoint
+
+
+def sd15_config_dir():
+    return get_spec("sd15").config_path()
+
+
+def load_sd15_pipeline(path, config_dir=None):
+    return assemble_pipeline(**load_base(path, "sd15", config_dir))
 
 
 def _tiny_sd15():
@@ -79,24 +88,24 @@ def test_sd15_from_single_file(sd15_dirs):
 
 def test_sd15_errors_name_what_is_missing(tmp_path, sd15_dirs):
     with pytest.raises(ModelFilesError, match="not found"):
-        load_sd15_base(tmp_path / "missing")
+        load_base(tmp_path / "missing")
     (tmp_path / "half" / "vae").mkdir(parents=True)
     with pytest.raises(ModelFilesError, match="missing unet/"):
-        load_sd15_base(tmp_path / "half")
+        load_base(tmp_path / "half")
     bogus = tmp_path / "weights.txt"
     bogus.write_text("x")
     with pytest.raises(ModelFilesError, match=r"expected a \.safetensors"):
-        load_sd15_base(bogus)
+        load_base(bogus)
     junk = tmp_path / "junk.safetensors"
     junk.write_bytes(b"not a safetensors file")
-    with pytest.raises(ModelFilesError, match=r"cannot load an SD 1\.5 checkpoint"):
-        load_sd15_base(junk, config_dir=sd15_dirs[0] / "folder")
+    with pytest.raises(ModelFilesError, match=r"cannot load the SD 1\.5 checkpoint"):
+        load_base(junk, config_dir=sd15_dirs[0] / "folder")
 
 
 def test_sd15_loads_in_half_precision(sd15_dirs):
     root, _, _ = sd15_dirs
     for path, cfg in ((root / "folder", None), (root / "model.safetensors", root / "folder")):
-        base = load_sd15_base(path, config_dir=cfg, torch_dtype=torch.float16)
+        base = load_base(path, config_dir=cfg, torch_dtype=torch.float16)
         assert base["unet"].dtype == torch.float16 and base["vae"].dtype == torch.float16
 
 

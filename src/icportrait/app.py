@@ -27,18 +27,25 @@ os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
 import gradio as gr
 import numpy as np
 
+from icportrait.defaults import MASK_RATIO
 from icportrait.errors import FaceError, ICPortraitError
-from icportrait.faces.io import atomic_write_text, load_image, save_image
-from icportrait.generation import Settings, generate_portrait, grid, make_template
-from icportrait.pose_templates import LIMITS, parse_pose
-from icportrait.relight import COLOURS, NAMED_DIRECTIONS, parse_light
-from icportrait.visualize import flow_picture
+from icportrait.generation import (
+    LIGHT_SWEEP,
+    Settings,
+    flow_picture,
+    generate_portrait,
+    make_template,
+    sweep_lights,
+    sweep_poses,
+    sweep_sheet,
+)
+from icportrait.generation.pose_templates import LIMITS, parse_pose
+from icportrait.generation.relight import COLOURS, NAMED_DIRECTIONS, parse_light
+from icportrait.io import atomic_write_text, load_image, save_image
 
 MAX_PROFILES = 8
 MAX_STEPS = 100
 LIGHT_CHOICES = ("none", *NAMED_DIRECTIONS)
-POSE_SWEEP = (-30.0, -15.0, 0.0, 15.0, 30.0)   # yaw, degrees
-LIGHT_SWEEP = ("left", "front", "right", "top")
 QUEUE_SIZE = 16                                 # waiting requests beyond that are refused
 # System fonts: the default theme would make every visitor's browser fetch Google Fonts.
 THEME = gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"],
@@ -168,24 +175,23 @@ class _Handlers:
         if kind == "pose":
             # A photo has one pose: a pose sweep renders the neutral head instead.
             light = self.light(direction, colour)
-            cases = [(f"yaw {y:+g}°", make_template(
-                None, parse_pose(f"yaw={y},pitch={pitch},roll={roll}"), light))
-                for y in POSE_SWEEP]
+            base = parse_pose(f"yaw=0,pitch={pitch},roll={roll}")
+            cases = [(f"yaw {p.yaw:+g}°", make_template(None, p, light))
+                     for p in sweep_poses(base.pitch, base.roll)]
             if photo is not None:
                 note = " (rendered heads: the template photo is not used for a pose sweep)"
         else:
             pose = None if photo is not None else \
                 parse_pose(f"yaw={yaw},pitch={pitch},roll={roll}")
-            cases = [(f"light {d}", make_template(photo, pose, parse_light(f"{d},{colour}")))
-                     for d in LIGHT_SWEEP]
+            cases = [(f"light {d}", make_template(photo, pose, light))
+                     for d, light in zip(LIGHT_SWEEP, sweep_lights(colour), strict=True)]
         out, results = self.folder(), []
         for k, (label, template) in enumerate(cases):
             progress(k / len(cases), desc=f"{label} ({k + 1}/{len(cases)})")
             results.append(self.run(profiles, names, template, settings, f"the {label} template"))
             save_image(results[-1].image, out / f"portrait-{k:02d}.png")
         size = max(self.pipe.resolution, 128)
-        sheet = save_image(grid([r.template for r in results] + [r.image for r in results],
-                                cols=len(results), size=size), out / f"{kind}-sweep.png")
+        sheet = save_image(sweep_sheet(results, size), out / f"{kind}-sweep.png")
         seconds = sum(r.seconds for r in results)
         sidecar = self.record(out, {**settings.to_dict(), "sweep": kind,
                                     "views": [label for label, _ in cases],
@@ -235,7 +241,7 @@ def build_app(pipe, workdir: Path, max_upload_mb: int = 20) -> gr.Blocks:
                     steps = gr.Slider(1, MAX_STEPS, value=30, step=1, label="Denoising steps",
                                       elem_id="steps")
                     seed = gr.Number(0, precision=0, minimum=0, label="Seed")
-                    mask_ratio = gr.Slider(0, 0.95, value=0.8, step=0.05, label="Mask ratio")
+                    mask_ratio = gr.Slider(0, 0.95, value=MASK_RATIO, step=0.05, label="Mask ratio")
                 with gr.Row():
                     go = gr.Button("Generate", variant="primary", elem_id="generate")
                     pose_sweep = gr.Button("Pose sweep", elem_id="pose-sweep")
@@ -306,7 +312,7 @@ def serve(model: Path | None = None, host: str = "127.0.0.1", port: int = 7860,
           device: str = "auto", dtype: str = "auto", block: bool = True):
     """Load the model and serve the UI (blocks until Ctrl+C unless ``block`` is False).
     ``workdir`` defaults to a fresh temporary folder."""
-    from icportrait.generation import load_pipeline
+    from icportrait.store import load_pipeline
 
     if not 1 <= port <= 65535:
         raise ICPortraitError(f"--port must be in [1, 65535], got {port}")

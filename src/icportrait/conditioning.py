@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 import torch
 
+from icportrait.defaults import MASK_RATIO, check_mask_ratio
+
 
 def check_layout(name: str, x: torch.Tensor, channels: int | None = None) -> None:
     if not isinstance(x, torch.Tensor) or x.ndim != 4:
@@ -60,7 +62,7 @@ def patch_mask(
     batch: int,
     height: int,
     width: int,
-    ratio: float = 0.8,
+    ratio: float = MASK_RATIO,
     patch_size: int = 2,
     generator: torch.Generator | list[torch.Generator] | None = None,
     device: torch.device | str = "cpu",
@@ -70,8 +72,7 @@ def patch_mask(
 
     A list of generators gives each batch item its own, so a batch equals its single items.
     """
-    if not 0.0 <= ratio < 1.0:
-        raise ValueError(f"mask ratio must be in [0, 1), got {ratio}")
+    check_mask_ratio(ratio)
     if patch_size < 1 or height % patch_size or width % patch_size:
         raise ValueError(
             f"patch size {patch_size} must divide the latent size {height}x{width}"

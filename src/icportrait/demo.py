@@ -22,6 +22,7 @@ import cv2
 import numpy as np
 
 from icportrait import __version__
+from icportrait.defaults import STEPS
 from icportrait.faces import (
     SAME_PERSON_THRESHOLD,
     analyze_faces,
@@ -29,11 +30,11 @@ from icportrait.faces import (
     identity_distance,
     paste_back,
     prepare_face,
-    save_image,
 )
 from icportrait.faces.draw import annotate, overlay_mask
-from icportrait.faces.io import atomic_write_text
-from icportrait.samples import SAMPLE_NAMES, load_sample
+from icportrait.faces.samples import SAMPLE_NAMES, load_sample
+from icportrait.generation.runs import LIGHT_SWEEP, POSE_SWEEP_YAWS
+from icportrait.io import atomic_write_text, save_image
 
 
 def _variants(name: str, image: np.ndarray) -> dict[str, np.ndarray]:
@@ -46,23 +47,22 @@ def _variants(name: str, image: np.ndarray) -> dict[str, np.ndarray]:
 
 
 PROFILE, TEMPLATE = "astronaut", "grace_hopper"
-POSE_SWEEP = "yaw=-30:30:5"
-LIGHT_SWEEP = ("left", "front", "right", "top")
 
 
 def _generation(out: Path, model: Path | None, steps: int, say) -> dict:
     """The generation part of the demo: portrait, flow, pose sweep, relighting sweep."""
     from icportrait.generation import (
         Settings,
-        default_model_path,
+        flow_picture,
         generate_portrait,
         grid,
-        load_pipeline,
-        make_template,
+        light_sweep,
+        pose_sweep,
+        sweep_lights,
+        sweep_poses,
+        sweep_sheet,
     )
-    from icportrait.pose_templates import parse_poses
-    from icportrait.relight import parse_light
-    from icportrait.visualize import flow_picture
+    from icportrait.store import default_model_path, load_pipeline
 
     say("loading the model")
     t0 = time.perf_counter()
@@ -82,15 +82,13 @@ def _generation(out: Path, model: Path | None, steps: int, say) -> dict:
     res["portrait"] = {"profile": PROFILE, "template": TEMPLATE,
                        "seconds": round(portrait.seconds, 3)}
     say("pose sweep")
-    poses = parse_poses(POSE_SWEEP)
-    sweep = [generate_portrait(pipe, profile, make_template(pose=p), settings) for p in poses]
-    save_image(grid([r.template for r in sweep] + [r.image for r in sweep], cols=len(sweep),
-                    size=pipe.resolution), out / "pose_sweep.png")
+    poses = sweep_poses()
+    sweep = pose_sweep(pipe, profile, poses, settings)
+    save_image(sweep_sheet(sweep, pipe.resolution), out / "pose_sweep.png")
     res["pose_sweep"] = {"poses": [p.as_dict() for p in poses],
                          "seconds": round(sum(r.seconds for r in sweep), 3)}
     say("relighting sweep")
-    lit = [generate_portrait(pipe, profile, make_template(template, light=parse_light(name)),
-                             settings) for name in LIGHT_SWEEP]
+    lit = light_sweep(pipe, profile, sweep_lights(), settings, photo=template)
     # the relit template photos, as aligned face crops
     save_image(grid([prepare_face(r.template, size=256).image for r in lit]),
                out / "light_templates.png")
@@ -125,7 +123,7 @@ def _embedding(image: np.ndarray) -> np.ndarray | None:
 
 
 def run_demo(out_dir: str | Path, progress: Callable[[str], None] | None = None,
-             model: Path | None = None, steps: int = 30) -> dict:
+             model: Path | None = None, steps: int = STEPS) -> dict:
     """Run the demo into ``out_dir``; returns the results that ``results.json`` holds."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -189,6 +187,7 @@ def run_demo(out_dir: str | Path, progress: Callable[[str], None] | None = None,
 
 def _report_html(results: dict) -> str:
     e = html.escape
+    yaws = ", ".join(f"{y:+g}°" for y in POSE_SWEEP_YAWS)
     rows = []
     for s in results["samples"]:
         for f in s["faces"]:
@@ -234,7 +233,7 @@ template relit from the left and the right; below, a pose sweep</figcaption></fi
 <p>Identity (dlib distance, same person below {SAME_PERSON_THRESHOLD}): portrait → profile
 {dist(ident['portrait_to_profile'])}, portrait → template {dist(ident['portrait_to_template'])},
 profile → template {ident['profile_to_template']:.3f}.</p>
-<h3>Pose sweep ({e(POSE_SWEEP)}; {g['pose_sweep']['seconds']:.1f} s)</h3>
+<h3>Pose sweep (yaw {yaws}; {g['pose_sweep']['seconds']:.1f} s)</h3>
 <p>Rendered templates above, portraits below.</p><img src='pose_sweep.png'>
 <h3>Relighting sweep ({', '.join(LIGHT_SWEEP)}; {g['light_sweep']['seconds']:.1f} s)</h3>
 <p>The template relit through its face mesh, then the portraits.</p>

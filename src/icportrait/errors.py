@@ -35,3 +35,7 @@ class MissingDependencyError(ICPortraitError):
 
 class ModelFilesError(ICPortraitError):
     """A model folder or file is missing, incomplete or of the wrong kind."""
+
+
+class SettingError(ICPortraitError, ValueError):
+    """A setting is outside its range (a ValueError too, for callers of the pure functions)."""

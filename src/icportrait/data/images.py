@@ -45,9 +45,22 @@ def image_dataset(folders: list[str], size: int, split: str = "train", seed: int
         views = ViewImages(folder)
         got = views[0]["image"].shape[-1]
         if got != size:
-            raise ICPortraitError(f"the model works at {size} px but {folder} holds {got} px "
+            raise ICPortraitError(f"the model works at {size} px but {folder} holds {got}x{got} px "
                                   f"images; regenerate the data with --size {size}")
         sets.append(views)
     if not sets:
         raise ICPortraitError("no image data given")
     return sets[0] if len(sets) == 1 else ConcatDataset(sets)
+
+
+def photo_validation_sets(folders: list[str], size: int, seed: int = 1, n: int = 16
+                          ) -> dict[str, Dataset]:
+    """Held-out crops of the photo corpora among ``folders``: faces and scenes apart."""
+    corpora = [f for f in folders if is_photo_corpus(f)]
+    out: dict[str, Dataset] = {}
+    for kind, fraction in (("photo_faces", 1.0), ("photo_scenes", 0.0)):
+        sets = [PhotoCrops(f, size, "val", n, face_fraction=fraction, seed=seed)
+                for f in corpora]
+        if sets:
+            out[kind] = sets[0] if len(sets) == 1 else ConcatDataset(sets)
+    return out

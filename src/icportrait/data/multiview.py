@@ -3,7 +3,8 @@
 Two kinds, one interface (``num_identities``, ``num_views``, ``num_lights``, ``image``,
 ``pose``, ``flow``):
 
-* :class:`SynthDataset`: a folder written by ``icportrait data synth`` (shards + manifest);
+* :class:`~icportrait.synth.dataset.SynthDataset`: a folder written by ``icportrait data
+  synth`` (shards + manifest), read by the synth package beside its writer;
   ground-truth flow is computed exactly from the stored geometry.
 * :class:`MultiViewFolder`: your own captured or generated sets, one folder per identity::
 
@@ -20,115 +21,17 @@ Two kinds, one interface (``num_identities``, ``num_views``, ``num_lights``, ``i
 from __future__ import annotations
 
 import json
-import re
-from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
 
 from icportrait.errors import ICPortraitError
-from icportrait.faces.io import load_image
-from icportrait.synth.correspondence import ViewCamera, ground_truth_flow
-
-_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._ -]*$")
-
-
-def _safe_name(name: str, what: str) -> str:
-    """A file-name component from a dataset's own metadata: no separators, no '..'."""
-    if not isinstance(name, str) or not _SAFE_NAME.match(name) or ".." in name:
-        raise ICPortraitError(f"invalid {what} name {name!r} in dataset metadata")
-    return name
-
-
-class SynthDataset:
-    """Read access to a synthetic dataset folder (complete shards only).
-
-    Decompressed shards are kept in memory (up to ``max_cached_shards``, least recently
-    used first out), since random batches touch many shards.
-    """
-
-    def __init__(self, root: str | Path, max_cached_shards: int = 64):
-        self.root = Path(root)
-        self._cache: OrderedDict[str, dict[str, np.ndarray]] = OrderedDict()
-        self._meta_cache: dict[str, dict] = {}
-        self.max_cached_shards = max_cached_shards
-        path = self.root / "manifest.json"
-        if not path.is_file():
-            raise ICPortraitError(f"{self.root} is not a synthetic dataset (no manifest.json)")
-        self.manifest = json.loads(path.read_text())
-        if self.manifest.get("kind") != "icportrait-synth":
-            raise ICPortraitError(f"{path} is not an icportrait synthetic dataset manifest")
-        cfg = self.manifest["config"]
-        self.size, self.per_shard = cfg["size"], cfg["per_shard"]
-        self.num_views, self.num_lights = cfg["views"], cfg["lights"]
-        names = [_safe_name(s, "shard") for s in self.manifest["shards"]]
-        self.shards = [s for s in names if (self.root / f"{s}.json").exists()]
-        self._ids: list[tuple[str, int]] = []
-        for s in self.shards:
-            meta = json.loads((self.root / f"{s}.json").read_text())
-            self._ids += [(s, k) for k in range(len(meta["identities"]))]
-        if not self._ids:
-            raise ICPortraitError(f"{self.root} has no complete shard yet")
-        self._camera = cfg
-
-    @property
-    def num_identities(self) -> int:
-        return len(self._ids)
-
-    def views_of(self, i: int) -> int:
-        return self.num_views
-
-    def _shard(self, name: str) -> dict[str, np.ndarray]:
-        if name in self._cache:
-            self._cache.move_to_end(name)
-            return self._cache[name]
-        with np.load(self.root / f"{name}.npz", allow_pickle=False) as z:
-            data = {k: z[k] for k in z.files}
-        self._cache[name] = data
-        while len(self._cache) > self.max_cached_shards:
-            self._cache.popitem(last=False)
-        return data
-
-    def _meta(self, name: str) -> dict:
-        if name not in self._meta_cache:
-            self._meta_cache[name] = json.loads((self.root / f"{name}.json").read_text())
-        return self._meta_cache[name]
-
-    def identity(self, i: int) -> dict[str, np.ndarray]:
-        shard, k = self._ids[i]
-        return {key: arr[k] for key, arr in self._shard(shard).items()}
-
-    def metadata(self, i: int) -> dict:
-        shard, k = self._ids[i]
-        return self._meta(shard)["identities"][k]
-
-    def image(self, i: int, view: int, light: int) -> np.ndarray:
-        return self.identity(i)["rgb"][view, light]
-
-    def pose(self, i: int, view: int) -> np.ndarray:
-        return self.identity(i)["pose"][view]
-
-    def camera(self, i: int, view: int) -> ViewCamera:
-        d = self.identity(i)
-        cam = self.metadata(i)["camera"]
-        return ViewCamera(d["rotation"][view].astype(np.float64),
-                          d["translation"].astype(np.float64), np.asarray(cam["pivot"]),
-                          cam["focal_per_side"], self.size)
-
-    def flow(self, i: int, target: int, source: int) -> tuple[np.ndarray, np.ndarray]:
-        """Ground-truth flow target view -> source view ``(2, S, S)`` and validity."""
-        d = self.identity(i)
-        return ground_truth_flow(d["surface_xyz"][target].astype(np.float32),
-                                 d["depth"][source].astype(np.float32), self.camera(i, source))
-
-    def same_light(self, i: int, view_a: int, light_a: int, view_b: int, light_b: int) -> bool:
-        return light_a == light_b
+from icportrait.io import PHOTO_SUFFIXES, load_image
+from icportrait.synth.dataset import SynthDataset, safe_name
 
 
 class MultiViewFolder:
     """Your own multi-view sets in the folder format of the module docstring."""
-
-    _SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 
     def __init__(self, root: str | Path):
         self.root = Path(root)
@@ -140,7 +43,7 @@ class MultiViewFolder:
         self._views = []
         for p in self._ids:
             views = json.loads((p / "views.json").read_text())
-            names = sorted(_safe_name(n, "view") for n in views)
+            names = sorted(safe_name(n, "view") for n in views)
             for n in names:
                 if self._file(p, n) is None:
                     raise ICPortraitError(f"{p}: view {n!r} has no image file")
@@ -148,7 +51,7 @@ class MultiViewFolder:
         self.num_lights = 1
 
     def _file(self, folder: Path, view: str) -> Path | None:
-        for s in self._SUFFIXES:
+        for s in PHOTO_SUFFIXES:
             if (folder / f"{view}{s}").is_file():
                 return folder / f"{view}{s}"
         return None

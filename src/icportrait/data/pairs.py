@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import ConcatDataset, Dataset
 
 from icportrait.data.multiview import MultiViewFolder, SynthDataset, open_multiview
 from icportrait.errors import ICPortraitError
@@ -79,3 +79,21 @@ class PairDataset(Dataset):
             flow, valid = src.flow(i, vt, vp)
             item["flow"], item["valid"] = torch.from_numpy(flow), torch.from_numpy(valid)
         return item
+
+
+def pair_dataset(folders: list[str], same_light: bool | None = None,
+                 yaw_gap: tuple[float, float] = (0.0, 180.0), include_self: bool = False,
+                 seed: int = 0, with_flow: bool = True) -> Dataset:
+    """The pairs of every folder in ``folders``, concatenated."""
+    sets = [PairDataset(f, same_light=same_light, yaw_gap=yaw_gap, include_self=include_self,
+                        seed=seed, with_flow=with_flow) for f in folders]
+    return sets[0] if len(sets) == 1 else ConcatDataset(sets)
+
+
+def collate(items: list[dict]) -> dict:
+    """Items of a dataset -> one batch: tensors stacked, numbers made tensors."""
+    out = {}
+    for key in items[0]:
+        vals = [it[key] for it in items]
+        out[key] = torch.stack(vals) if isinstance(vals[0], torch.Tensor) else torch.tensor(vals)
+    return out

@@ -33,7 +33,7 @@ import torch
 from torch.utils.data import Dataset
 
 from icportrait.errors import ICPortraitError
-from icportrait.faces.io import atomic_write_text, load_image, save_image
+from icportrait.io import PHOTO_SUFFIXES, atomic_write_text, load_image, save_image
 
 MANIFEST_KIND = "icportrait-photos"
 MAX_SIDE = 1024
@@ -108,7 +108,7 @@ def _fetch(source: PhotoSource, work: Path) -> list[Path]:
             raise ICPortraitError(f"photo source {source.name}: apt-get downloaded no package")
         _run(["dpkg-deb", "-x", str(deb), str(work / "x")], source)
         return sorted(p for folder in source.files for p in (work / "x" / folder).iterdir()
-                      if p.suffix.lower() in (".jpg", ".jpeg", ".png", ".webp"))
+                      if p.suffix.lower() in PHOTO_SUFFIXES)
     raise ICPortraitError(f"unknown photo source kind {source.kind!r}")
 
 

@@ -20,8 +20,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from icportrait.colour import srgb_to_linear
 from icportrait.errors import MissingDependencyError
-from icportrait.relight import srgb_to_linear
 
 # SSIM constants of Wang et al. 2004: an 11 x 11 Gaussian window of sigma 1.5, K1 = 0.01,
 # K2 = 0.03, dynamic range L = 255 (uint8).

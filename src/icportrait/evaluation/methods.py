@@ -4,8 +4,8 @@ Every method maps a :class:`~icportrait.evaluation.suites.Sample` to an output i
 template's frame (synthetic: the render itself; real photos: the template photo, the face
 pasted back) and, for IC-Portrait, the matching flow.
 
-- ``icportrait``: the model with its defaults (all profile references, mask ratio 0.8,
-  cached flow).
+- ``icportrait``: the model with its defaults (all profile references, the default
+  mask ratio, cached flow).
 - Ablations: ``icportrait:no-warp`` (F_ref without the warped profile term),
   ``icportrait:zero-shot`` (the matching net replaced by the base UNet's own encoder, i.e.
   untrained matching), ``icportrait:mask-0.5`` / ``icportrait:mask-0.95`` (mask ratio),
@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from icportrait.defaults import EVAL_STEPS, MASK_RATIO
 from icportrait.errors import ICPortraitError
 from icportrait.evaluation.suites import Sample
 
@@ -65,7 +66,7 @@ def check_methods(names: list[str], model: object | None) -> None:
 class ModelRunner:
     """Runs the pipeline (and its ablations) on samples, deterministic in ``seed``."""
 
-    def __init__(self, pipe, steps: int = 20, seed: int = 0):
+    def __init__(self, pipe, steps: int = EVAL_STEPS, seed: int = 0):
         self.pipe, self.steps, self.seed = pipe, steps, seed
         self._zero_shot = None
 
@@ -107,7 +108,7 @@ def run_baseline(name: str, sample: Sample, seed: int = 0) -> MethodOutput:
     if name == "template":
         return MethodOutput(sample.template.copy())
     if name == "masked-template":
-        return MethodOutput(masked_template(sample.template, 0.8, seed))
+        return MethodOutput(masked_template(sample.template, MASK_RATIO, seed))
     if name == "gt-warp":
         if not sample.synthetic:
             raise ICPortraitError("gt-warp needs ground truth (synthetic suites only)")

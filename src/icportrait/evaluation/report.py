@@ -7,7 +7,8 @@ import html
 import json
 from pathlib import Path
 
-from icportrait.faces.io import atomic_write_text
+from icportrait.defaults import MASK_RATIO
+from icportrait.io import atomic_write_text
 
 # (key, column title, better: "low" | "high" | None)
 COLUMNS = (
@@ -31,7 +32,8 @@ COLUMNS = (
     ("seconds", "s / image", "low"),
     ("peak_rss_mb", "peak MB", "low"),
 )
-MASK_ABLATION = (("icportrait:mask-0.5", 0.5), ("icportrait", 0.8), ("icportrait:mask-0.95", 0.95))
+MASK_ABLATION = (("icportrait:mask-0.5", 0.5), ("icportrait", MASK_RATIO),
+                 ("icportrait:mask-0.95", 0.95))
 
 
 def _fmt(v) -> str:

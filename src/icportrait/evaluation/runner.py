@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from icportrait import __version__
+from icportrait.defaults import EVAL_STEPS
 from icportrait.errors import ICPortraitError
 from icportrait.evaluation import scoring
 from icportrait.evaluation.methods import (
@@ -31,7 +32,7 @@ from icportrait.evaluation.methods import (
     run_baseline,
 )
 from icportrait.evaluation.suites import Sample, load_suite
-from icportrait.faces.io import atomic_write_text, save_image
+from icportrait.io import atomic_write_text, save_image
 
 # Aggregated as the mean over samples where defined; "face_detected" becomes the rate.
 SUMMARY_KEYS = ("face_detected", "id_to_profile", "id_to_truth", "id_to_template", "rank1",
@@ -61,14 +62,8 @@ def _peak_memory_mb() -> float | None:
     return None
 
 
-def load_model(path: Path):
-    from icportrait.generation import load_pipeline
-
-    return load_pipeline(path)
-
-
 def run_eval(suite: str, out: Path, methods: list[str], model: Path | None = None,
-             steps: int = 20, seed: int = 0, limit: int | None = None,
+             steps: int = EVAL_STEPS, seed: int = 0, limit: int | None = None,
              progress: Callable[[str, int, int], None] | None = None) -> dict:
     """Evaluate ``methods`` on ``suite``; finished (method, sample) pairs are reused."""
     check_methods(methods, model)
@@ -79,8 +74,11 @@ def run_eval(suite: str, out: Path, methods: list[str], model: Path | None = Non
         methods = [m for m in methods if m != "gt-warp"]  # needs ground truth
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    runner = ModelRunner(load_model(model), steps, seed) if model is not None and any(
-        m in ABLATIONS for m in methods) else None
+    runner = None
+    if model is not None and any(m in ABLATIONS for m in methods):
+        from icportrait.store import load_pipeline
+
+        runner = ModelRunner(load_pipeline(model), steps, seed)
     readings: dict[str, dict] = {}
     total, done = len(methods) * len(samples), 0
     scores: dict[str, dict[str, dict]] = {m: {} for m in methods}
@@ -141,7 +139,7 @@ def _run_one(method: str, sample: Sample, runner: ModelRunner | None, seed: int,
     d["embedding"] = None if face is None else [round(float(x), 5) for x in face.embedding]
     save_image(result.image, path.with_suffix(".png"))
     if result.flow is not None:
-        from icportrait.visualize import flow_picture
+        from icportrait.generation.pictures import flow_picture
 
         save_image(np.asarray(flow_picture(result.flow)), path.with_name(f"{sample.id}-flow.png"))
     atomic_write_text(path, json.dumps(d) + "\n")  # written last: marks the pair done

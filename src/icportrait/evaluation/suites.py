@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from icportrait.errors import ICPortraitError
-from icportrait.synth.generate import PHOTO_SUFFIXES
+from icportrait.io import PHOTO_SUFFIXES
 
 
 @dataclass(frozen=True)
@@ -102,7 +102,7 @@ def load_suite(name: str, cache: Path | None = None, limit: int | None = None) -
 
 def synth_dataset(suite: SynthSuite, cache: Path):
     """Render the suite's dataset once (resumable, deterministic) and open it."""
-    from icportrait.data.multiview import SynthDataset
+    from icportrait.synth.dataset import SynthDataset
     from icportrait.synth.generate import SynthConfig, generate
 
     root = cache / suite.folder_name
@@ -148,7 +148,7 @@ def synth_samples(suite: SynthSuite, cache: Path) -> list[Sample]:
 
 def real_samples() -> list[Sample]:
     """Each bundled portrait as the profile, the other (and its mirror) as the template."""
-    from icportrait.samples import SAMPLE_NAMES, load_sample
+    from icportrait.faces.samples import SAMPLE_NAMES, load_sample
 
     people = {name: load_sample(name) for name in SAMPLE_NAMES}
     out = []
@@ -165,7 +165,7 @@ def real_samples() -> list[Sample]:
 
 
 def folder_samples(folder: Path) -> list[Sample]:
-    from icportrait.faces.io import load_image
+    from icportrait.io import load_image
 
     if not folder.is_dir():
         raise ICPortraitError(f"suite folder not found: {folder}")

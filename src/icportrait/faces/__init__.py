@@ -1,10 +1,11 @@
-"""Face toolkit for real photos: loading, detection, landmarks, alignment, pose, masks, identity.
+"""Face toolkit for real photos: detection, landmarks, alignment, pose, masks, identity.
 
 Everything runs offline on models that ship in packages: mediapipe (Apache-2.0) for detection
 and the 478-point mesh, dlib's public-domain models for the fallback detector, 5-point shapes
 and the identity embedding.
 
->>> from icportrait.faces import load_image, prepare_face
+>>> from icportrait.faces import prepare_face
+>>> from icportrait.io import load_image
 >>> face = prepare_face(load_image("me.jpg"), size=256)   # doctest: +SKIP
 >>> face.image.shape, face.face.pose                         # doctest: +SKIP
 """
@@ -25,14 +26,12 @@ from icportrait.faces.identity import (
     identity_distance,
     same_person,
 )
-from icportrait.faces.io import MAX_PIXELS, load_image, save_image
 from icportrait.faces.landmarks import NUM_MESH_POINTS, dlib_five_points, face_mesh, five_points
 from icportrait.faces.mask import face_mask
 from icportrait.faces.pose import HeadPose, head_pose, matrix_to_pose, pose_to_matrix
 
 __all__ = [
-    "MAX_PIXELS",
-    "MIN_FACE_SIZE",
+        "MIN_FACE_SIZE",
     "NUM_MESH_POINTS",
     "SAME_PERSON_THRESHOLD",
     "AlignedFace",
@@ -53,13 +52,11 @@ __all__ = [
     "five_points",
     "head_pose",
     "identity_distance",
-    "load_image",
     "matrix_to_pose",
     "paste_back",
     "pose_to_matrix",
     "prepare_face",
     "same_person",
-    "save_image",
     "select_face",
     "similarity_transform",
 ]

@@ -166,5 +166,5 @@ def check_rgb(image: np.ndarray) -> None:
         dtype = getattr(image, "dtype", type(image).__name__)
         raise ImageError(
             f"expected an RGB uint8 array of shape (H, W, 3), got {dtype} {shape}; load files "
-            "with icportrait.faces.load_image"
+            "with icportrait.io.load_image"
         )

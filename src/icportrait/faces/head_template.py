@@ -114,8 +114,8 @@ def build(images: list[np.ndarray]) -> dict:
 
 
 def main() -> None:
-    from icportrait.faces.io import atomic_write_text
-    from icportrait.samples import SAMPLE_NAMES, load_sample
+    from icportrait.faces.samples import SAMPLE_NAMES, load_sample
+    from icportrait.io import atomic_write_text
 
     data = build([load_sample(n) for n in SAMPLE_NAMES])
     atomic_write_text(TEMPLATE_PATH, json.dumps(data, separators=(",", ":")) + "\n")

@@ -1,5 +1,8 @@
 """Matching flows and reference features F_ref, the two halves of IC-Portrait's Figure 3.
 
+* :func:`compute_flows` is the one chain from a condition canvas to flows, used by the
+  pipeline, every training stage and validation: the canvas noised to a timestep
+  (:func:`matching_input`) -> matching net -> :func:`match_features`.
 * :func:`match_features` turns the matching net's canvas features into one argmax flow per
   spatial resolution (layer-wise correlation of the profile half D_s and the target half D_t).
 * :func:`reference_features` warps the appearance net's profile-half features with the flow
@@ -14,7 +17,8 @@ from __future__ import annotations
 
 import torch
 
-from icportrait.conditioning import split
+from icportrait.conditioning import Condition, noised, split
+from icportrait.errors import ICPortraitError
 from icportrait.models.control_net import ControlFeatures
 from icportrait.models.matching import DEFAULT_MAX_CHUNK_BYTES, Match, argmax_flow, warp
 
@@ -55,6 +59,32 @@ def match_features(
         src, tgt = _halves(by_size[size], num_refs)
         flows[size] = argmax_flow(src, tgt.mean(1), max_chunk_bytes)
     return flows
+
+
+def finest(flows: Flows) -> Match:
+    """The flow of the finest matched level."""
+    return flows[max(flows, key=lambda s: s[0] * s[1])]
+
+
+def matching_input(condition: Condition, alphas_cumprod: torch.Tensor, timestep: int,
+                   noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The matching net's control input and timesteps: the condition canvas noised to the
+    training ``timestep`` with the variance-preserving schedule ``alphas_cumprod`` (so any
+    timestep works whatever sampler runs at inference)."""
+    n = len(alphas_cumprod)
+    if not 0 <= timestep < n:
+        raise ICPortraitError(f"match_timestep must be in [0, {n}), got {timestep}")
+    noisy = noised(condition.latents, alphas_cumprod, timestep, noise)
+    t = torch.full((noisy.shape[0],), timestep, device=noisy.device)
+    return condition.control_input(noisy), t
+
+
+def compute_flows(matching_net, condition: Condition, text: torch.Tensor,
+                  alphas_cumprod: torch.Tensor, timestep: int, noise: torch.Tensor,
+                  num_refs: int = 1, levels: list[tuple[int, int]] | None = None) -> Flows:
+    """Matching flows target -> profile from ``condition`` noised to ``timestep``."""
+    control, t = matching_input(condition, alphas_cumprod, timestep, noise)
+    return match_features(matching_net(control, t, text), num_refs, levels)
 
 
 def flow_for(flows: Flows, size: tuple[int, int]) -> Match:

@@ -16,7 +16,7 @@ import PIL.Image
 import torch
 
 from icportrait.errors import ImageError
-from icportrait.faces.io import load_image
+from icportrait.io import load_image
 
 ImageLike = str | os.PathLike | PIL.Image.Image | np.ndarray | torch.Tensor
 

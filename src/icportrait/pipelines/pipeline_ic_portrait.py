@@ -36,7 +36,6 @@ from diffusers.utils.torch_utils import randn_tensor
 
 from icportrait.conditioning import (
     default_patch_size,
-    noised,
     patch_mask,
     prepare_condition,
     split,
@@ -44,11 +43,17 @@ from icportrait.conditioning import (
     vae_decode,
     vae_encode,
 )
+from icportrait.defaults import MASK_RATIO, MATCH_TIMESTEP, STEPS, check_mask_ratio
 from icportrait.errors import ICPortraitError, ModelFilesError
 from icportrait.models.control_net import ICControlNet
-from icportrait.models.matching import Match
 from icportrait.models.prompt import PromptEmbedding
-from icportrait.models.reference import Flows, match_features, reference_features
+from icportrait.models.reference import (
+    Flows,
+    compute_flows,
+    finest,
+    match_features,
+    reference_features,
+)
 from icportrait.pipelines.image_inputs import as_image_list, to_model_batch, to_rgb_uint8
 
 REQUIRED_COMPONENTS = ("vae", "unet", "matching_net", "appearance_net", "scheduler")
@@ -164,15 +169,15 @@ class ICPortraitPipeline(DiffusionPipeline):
         profile,
         template,
         prompt: str | list[str] | None = None,
-        num_inference_steps: int = 30,
-        mask_ratio: float = 0.8,
+        num_inference_steps: int = STEPS,
+        mask_ratio: float = MASK_RATIO,
         mask_patch_size: int | None = None,
         guidance_scale: float = 1.0,
         reference_scale: float = 1.0,
         flow_mode: str = "cached",
         appearance_every: int = 1,
         match_levels: list[tuple[int, int]] | None = None,
-        match_timestep: int = 200,
+        match_timestep: int = MATCH_TIMESTEP,
         warp_profile: bool = True,
         generator: torch.Generator | list[torch.Generator] | None = None,
         align_faces: bool = False,
@@ -261,8 +266,9 @@ class ICPortraitPipeline(DiffusionPipeline):
         if use_reference and flow_mode == "cached":
             match_noise = randn_tensor((b, k * c, h, 2 * w), generator=generator, device=device,
                                        dtype=dtype).reshape(b * k, c, h, 2 * w)
-            flows = self.compute_flows(condition, ctrl_text, k, match_timestep, match_noise,
-                                       match_levels)
+            flows = compute_flows(self.matching_net, condition, ctrl_text,
+                                  self.scheduler.alphas_cumprod, match_timestep, match_noise, k,
+                                  match_levels)
         for i, t in enumerate(self.progress_bar(self.scheduler.timesteps)):
             t_batch = t.reshape(1).expand(b * k)
             prof_t = self.scheduler.add_noise(prof_bk, prof_noise, t_batch)
@@ -292,31 +298,14 @@ class ICPortraitPipeline(DiffusionPipeline):
         images = self.decode_latents(split(latents)[1])
         output = self._format(images, output_type, prepared_templates if paste_back else None,
                               originals if paste_back else None)
-        flow_out = self._flow_outputs(flows) if (return_flow and flows) else (None, None, None)
+        flow_out = (None, None, None)
+        if return_flow and flows:
+            m = finest(flows)
+            flow_out = (m.flow, m.ref, m.score)
         if not return_dict:
             return output, flow_out[0]
         return ICPortraitPipelineOutput(output, *flow_out,
                                         flows=flows if return_flow else None)
-
-    def compute_flows(self, condition, text: torch.Tensor, num_refs: int, timestep: int,
-                      noise: torch.Tensor, levels=None) -> Flows:
-        """Matching flows from the condition canvas noised to ``timestep``.
-
-        The noising uses the training schedule's ``alphas_cumprod`` directly, so any
-        timestep works whatever sampler the pipeline uses.
-        """
-        n = len(self.scheduler.alphas_cumprod)
-        if not 0 <= timestep < n:
-            raise ICPortraitError(f"match_timestep must be in [0, {n}), got {timestep}")
-        noisy = noised(condition.latents, self.scheduler.alphas_cumprod, timestep, noise)
-        t = torch.tensor(timestep, device=noisy.device)
-        feats = self.matching_net(condition.control_input(noisy), t, text)
-        return match_features(feats, num_refs, levels)
-
-    @staticmethod
-    def _flow_outputs(flows: Flows) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        finest: Match = flows[max(flows, key=lambda s: s[0] * s[1])]
-        return finest.flow, finest.ref, finest.score
 
     def _format(self, images: torch.Tensor, output_type: str, prepared, originals):
         if output_type == "pt" and prepared is None:
@@ -340,8 +329,7 @@ class ICPortraitPipeline(DiffusionPipeline):
         if not isinstance(steps, int) or not 1 <= steps <= 1000:
             raise ICPortraitError(f"num_inference_steps must be an integer in [1, 1000], got "
                                   f"{steps}")
-        if not 0.0 <= mask_ratio < 1.0:
-            raise ICPortraitError(f"mask_ratio must be in [0, 1), got {mask_ratio}")
+        check_mask_ratio(mask_ratio, "mask_ratio")
         if reference_scale < 0:
             raise ICPortraitError(f"reference_scale must be >= 0, got {reference_scale}")
         if flow_mode not in ("cached", "per_step"):

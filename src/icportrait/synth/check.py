@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from icportrait.data.multiview import SynthDataset
 from icportrait.synth.correspondence import bilinear, compose_flows, reprojection_error
+from icportrait.synth.dataset import SynthDataset
 
 
 def check_dataset(root: str | Path, pairs: int = 64, seed: int = 0) -> dict:

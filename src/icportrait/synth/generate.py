@@ -26,8 +26,8 @@ import numpy as np
 
 from icportrait import __version__
 from icportrait.errors import ICPortraitError
-from icportrait.faces.io import atomic_write_bytes, atomic_write_text
 from icportrait.faces.pose import HeadPose, pose_to_matrix
+from icportrait.io import PHOTO_SUFFIXES, atomic_write_bytes, atomic_write_text
 
 GENERATOR_VERSION = 1
 SHARED_SCENE = 2**31 - 1  # rng stream of the poses/lights shared by all identities
@@ -122,9 +122,6 @@ def _light_to_json(light) -> dict:
     return d
 
 
-PHOTO_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
-
-
 def photo_paths(source: str) -> list[Path]:
     """The portraits of a ``photos:DIR`` source, sorted (identity i is the i-th photo)."""
     folder = Path(source.split(":", 1)[1])
@@ -143,7 +140,8 @@ def _identity_mesh(index: int, cfg: SynthConfig, rng: np.random.Generator):
 
         params = sample_head_params(rng)
         return build_head(params), {"params": dataclasses.asdict(params)}
-    from icportrait.faces import detect_faces, face_mesh, load_image, select_face
+    from icportrait.faces import detect_faces, face_mesh, select_face
+    from icportrait.io import load_image
     from icportrait.synth.photo_lift import lifted_head_mesh
 
     path = photo_paths(cfg.source)[index]

@@ -46,9 +46,6 @@ from icportrait.synth.head import HeadMesh
 
 MAX_LIGHTS = 4
 
-# Real-valued SH basis constants (band 0, 1, 2), in the order used by :func:`sh_basis`.
-_SH_C = (0.282095, 0.488603, 1.092548, 0.315392, 0.546274)
-
 _VERTEX = """
 #version 330
 in vec3 in_pos;
@@ -192,8 +189,8 @@ class Lighting:
 
     ``directions``: L x 3, from the surface toward each light (normalised on use);
     ``colors``: L x 3; ``sh``: 9 x 3 irradiance coefficients (shading = albedo x sum_k c_k
-    Y_k(n), Y in the order of :func:`sh_basis`); ``background``: one sRGB colour (3,) in 0..1,
-    or two (top, bottom) for a vertical gradient.
+    Y_k(n), Y in the order of :func:`icportrait.colour.sh_basis`); ``background``: one sRGB
+    colour (3,) in 0..1, or two (top, bottom) for a vertical gradient.
     """
 
     ambient: tuple[float, float, float] = (0.25, 0.25, 0.27)
@@ -203,15 +200,6 @@ class Lighting:
     specular: float = 0.35
     exposure: float = 1.6
     background: tuple = ((0.55, 0.57, 0.6), (0.35, 0.36, 0.4))
-
-
-def sh_basis(n: np.ndarray) -> np.ndarray:
-    """The 9 real SH basis functions at unit vectors ``n`` (... x 3) -> ... x 9."""
-    x, y, z = n[..., 0], n[..., 1], n[..., 2]
-    c0, c1, c2, c3, c4 = _SH_C
-    return np.stack([
-        np.full_like(x, c0), c1 * y, c1 * z, c1 * x, c2 * x * y, c2 * y * z,
-        c3 * (3 * z * z - 1), c2 * x * z, c4 * (x * x - y * y)], -1)
 
 
 def random_lighting(rng: np.random.Generator, max_lights: int = 2) -> Lighting:

@@ -7,6 +7,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from icportrait.defaults import MASK_RATIO, MATCH_TIMESTEP, check_mask_ratio
 from icportrait.errors import ICPortraitError
 
 STAGES = ("vae", "base", "matching", "appearance")
@@ -38,6 +39,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
     mixed_precision: str = "no"
+    device: str = "auto"              # auto: CUDA when available (accelerate places the model)
     ema_decay: float | None = None
     seed: int = 0
     # bookkeeping
@@ -46,18 +48,20 @@ class TrainConfig:
     log_every: int = 10
     validate_every: int = 0
     # data and method
-    mask_ratio: float = 0.8
+    mask_ratio: float = MASK_RATIO
     same_light: bool | None = None
     yaw_gap: tuple[float, float] = (0.0, 180.0)
     self_pairs: bool = False
     correspondence_loss: float = 0.0
     correspondence_temperature: float = 0.07
-    match_timestep: int = 200
+    match_timestep: int = MATCH_TIMESTEP
     kl_weight: float = 1e-6
     # Random square crops for VAE training (0: whole images). Off by default: on the tiny
     # spec, 64 px crops of 128 px renders left full images with a global colour shift
     # (GroupNorm and mid-block attention statistics differ; validation PSNR 18.3 dB).
     vae_crop: int = 0
+    # Photo crops per photo corpus in a VAE run's data (synthetic folders add every view).
+    photo_crops: int = 10000
     # LoRA rank on the frozen base UNet's attention projections, trained with the appearance
     # net (0: off). Merged into the UNet on export, so the pipeline folder stays plain.
     lora_rank: int = 0
@@ -73,8 +77,9 @@ class TrainConfig:
                      "keep_checkpoints"):
             if getattr(self, name) < 1:
                 raise ICPortraitError(f"--{name.replace('_', '-')} must be at least 1")
-        if not 0.0 <= self.mask_ratio < 1.0:
-            raise ICPortraitError(f"mask ratio must be in [0, 1), got {self.mask_ratio}")
+        check_mask_ratio(self.mask_ratio)
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ICPortraitError(f"device must be auto, cpu or cuda, got {self.device!r}")
         if self.mixed_precision not in ("no", "fp16", "bf16"):
             raise ICPortraitError(f"mixed precision must be no, fp16 or bf16, got "
                                   f"{self.mixed_precision!r}")

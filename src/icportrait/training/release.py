@@ -14,10 +14,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from icportrait.defaults import VALIDATION_STEPS
 from icportrait.errors import ICPortraitError
-from icportrait.faces.io import atomic_write_text
+from icportrait.evaluation.image_metrics import psnr
+from icportrait.io import atomic_write_text
 
 MIN_PSNR_DB = 40.0  # outputs of the fp16-stored copy vs the fp32 original
+IDENTICAL_PSNR_DB = 100.0  # reported when the 8-bit outputs are identical
 
 
 def folder_mb(path: Path) -> float:
@@ -25,10 +28,10 @@ def folder_mb(path: Path) -> float:
 
 
 @torch.no_grad()
-def compare_outputs(a, b, n: int = 3, steps: int = 10) -> float:
+def compare_outputs(a, b, n: int = 3, steps: int = VALIDATION_STEPS) -> float:
     """The lowest PSNR (dB) between the two pipelines' portraits over ``n`` bundled
     profile/template pairs (same seeds)."""
-    from icportrait.samples import SAMPLE_NAMES, load_sample
+    from icportrait.faces.samples import SAMPLE_NAMES, load_sample
 
     photos = [load_sample(name) for name in SAMPLE_NAMES]
     worst = float("inf")
@@ -37,15 +40,15 @@ def compare_outputs(a, b, n: int = 3, steps: int = 10) -> float:
         outs = [p(profile, template, num_inference_steps=steps, align_faces=True,
                   output_type="np", generator=torch.Generator().manual_seed(k)).images[0]
                 for p in (a, b)]
-        mse = float(np.mean((np.asarray(outs[0]) - np.asarray(outs[1])) ** 2))
-        worst = min(worst, 10 * np.log10(1.0 / max(mse, 1e-12)))
-    return round(worst, 2)
+        worst = min(worst, psnr(*[(np.asarray(o) * 255 + 0.5).astype(np.uint8) for o in outs]))
+    # Identical 8-bit outputs have infinite PSNR; JSON has no infinity.
+    return round(min(worst, IDENTICAL_PSNR_DB), 2)
 
 
 def release(src: Path, dst: Path, fp16: bool = True, check: bool = True) -> dict:
     """Save ``src`` (a pipeline folder) to ``dst`` with fp16 weights; returns a summary."""
     from icportrait.pipelines import ICPortraitPipeline
-    from icportrait.training.stages import save_pipeline
+    from icportrait.store import save_pipeline
 
     original = ICPortraitPipeline.from_pretrained(src)
     original.set_progress_bar_config(disable=True)

@@ -15,84 +15,32 @@ pipeline is kept beside it.
 
 from __future__ import annotations
 
-import copy
-import json
-import os
-import shutil
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import ConcatDataset
 
 from icportrait.conditioning import (
     default_patch_size,
-    noised,
     patch_mask,
     prepare_condition,
     split,
     stitch,
     vae_encode,
 )
-from icportrait.data.pairs import PairDataset
-from icportrait.errors import ICPortraitError, ModelFilesError
+from icportrait.data.images import image_dataset, photo_validation_sets
+from icportrait.data.pairs import collate, pair_dataset
+from icportrait.errors import ICPortraitError
 from icportrait.models.control_net import ICControlNet
-from icportrait.models.reference import match_features, reference_features
+from icportrait.models.reference import compute_flows, matching_input, reference_features
 from icportrait.pipelines.pipeline_ic_portrait import ICPortraitPipeline
 from icportrait.specs import assemble_pipeline, build_components
+from icportrait.store import load_for_training, save_pipeline
 from icportrait.training.config import TrainConfig
+from icportrait.training.lora import add_lora, merged_unet
 from icportrait.training.losses import correspondence_loss
-
-
-def save_pipeline(pipe: ICPortraitPipeline, path: Path) -> Path:
-    """``save_pretrained`` into a temporary folder, then swap it in: never half-written."""
-    path = Path(path)
-    tmp = path.with_name(f".tmp-{path.name}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    pipe.save_pretrained(tmp)
-    if path.exists():
-        old = path.with_name(f".old-{path.name}")
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(path, old)
-        os.replace(tmp, path)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, path)
-    return path
-
-
-def load_init(path: str) -> ICPortraitPipeline:
-    """An icportrait pipeline folder, or a Stable Diffusion 1.5 base (a diffusers folder or
-    a single original-format file), whose control nets then start from its encoder."""
-    p = Path(path)
-    index = p / "model_index.json"
-    is_ours = index.is_file() and "ICPortrait" in json.loads(index.read_text()).get(
-        "_class_name", "")
-    try:
-        if not is_ours and (p.is_file() or (p / "unet").is_dir()):
-            from icportrait.specs import load_sd15_pipeline
-
-            return load_sd15_pipeline(p)
-        return ICPortraitPipeline.from_pretrained(path)
-    except ModelFilesError as exc:
-        raise ModelFilesError(f"--init: {exc}") from exc
-
-
-def pair_dataset(cfg: TrainConfig, folders: list[str], seed: int, with_flow: bool):
-    sets = [PairDataset(f, same_light=cfg.same_light, yaw_gap=cfg.yaw_gap,
-                        include_self=cfg.self_pairs, seed=seed, with_flow=with_flow)
-            for f in folders]
-    return sets[0] if len(sets) == 1 else ConcatDataset(sets)
-
-
-def collate(items: list[dict]) -> dict:
-    out = {}
-    for key in items[0]:
-        vals = [it[key] for it in items]
-        out[key] = torch.stack(vals) if isinstance(vals[0], torch.Tensor) else torch.tensor(vals)
-    return out
 
 
 class _Frozen:
@@ -153,13 +101,8 @@ class StageModule(nn.Module):
         mask = patch_mask(b, h, w, self.cfg.mask_ratio, default_patch_size(h), gens, t.device)
         return prepare_condition(p, t, mask)
 
-    def _match_input(self, cond, gen: torch.Generator):
-        """The control input cached flows are computed from (see ICPortraitPipeline)."""
-        noise = torch.randn(cond.latents.shape, generator=gen, device=gen.device)
-        noisy = noised(cond.latents, self.pipe.scheduler.alphas_cumprod, self.cfg.match_timestep,
-                       noise)
-        tm = torch.full((noisy.shape[0],), self.cfg.match_timestep, device=noisy.device)
-        return cond.control_input(noisy), tm
+    def _match_noise(self, cond, gen: torch.Generator) -> torch.Tensor:
+        return torch.randn(cond.latents.shape, generator=gen, device=gen.device)
 
     def _target_loss(self, noisy, ts, text, net: ICControlNet, feats, noise) -> torch.Tensor:
         """Denoising loss on the target half, with ``feats`` entering the frozen base UNet
@@ -189,7 +132,7 @@ class VAEModule(StageModule):
         self.vae = frozen.pipe.vae.requires_grad_(True).train()
 
     def forward(self, batch, gen):
-        x = torch.cat([self._images(batch, "profile"), self._images(batch, "target")])
+        x = self._images(batch, "image")
         crop = self.cfg.vae_crop
         if crop and crop < x.shape[-1]:  # cheaper, but see TrainConfig.vae_crop
             y0, x0 = (int(v) for v in torch.randint(0, x.shape[-1] - crop + 1, (2,),
@@ -208,7 +151,7 @@ class VAEModule(StageModule):
         pipe = self.pipe
         if dataset is not None:  # SD's recipe: scale latents to unit variance
             idx = np.random.default_rng(0).integers(0, len(dataset), 32)
-            x = torch.stack([dataset[int(i)]["target"] for i in idx]).to(pipe.device) * 2 - 1
+            x = torch.stack([dataset[int(i)]["image"] for i in idx]).to(pipe.device) * 2 - 1
             std = self.vae.encode(x).latent_dist.mean.std().item()
             self.vae.register_to_config(scaling_factor=round(1.0 / max(std, 1e-6), 5))
         pipe.vae = self.vae
@@ -257,7 +200,8 @@ class MatchingModule(StageModule):
         logs = {"denoise": denoise.item()}
         loss = denoise
         if self.cfg.correspondence_loss > 0:
-            ci, tm = self._match_input(cond, gen)
+            ci, tm = matching_input(cond, pipe.scheduler.alphas_cumprod, self.cfg.match_timestep,
+                                    self._match_noise(cond, gen))
             corr = correspondence_loss(self.net(ci, tm, text), batch["flow"].to(p.device),
                                        batch["valid"].to(p.device),
                                        self.cfg.correspondence_temperature)
@@ -267,30 +211,6 @@ class MatchingModule(StageModule):
 
     def export(self, path: Path) -> Path:
         return self._save(path, matching_net=self.net)
-
-
-LORA_TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]
-
-
-def add_lora(unet, rank: int) -> nn.ModuleList:
-    """Add peft LoRA adapters (rank ``rank``) to the attention projections of ``unet``
-    in place; returns their A/B layers, the only trainable parameters, as one module (so
-    checkpoints hold the adapters, not the whole base)."""
-    from peft import LoraConfig
-    from peft.tuners.lora import LoraLayer
-
-    unet.add_adapter(LoraConfig(r=rank, lora_alpha=rank, init_lora_weights="gaussian",
-                                target_modules=LORA_TARGETS))
-    layers = [m for _, m in unet.named_modules() if isinstance(m, LoraLayer)]
-    return nn.ModuleList([part for m in layers for part in (m.lora_A, m.lora_B)])
-
-
-def merged_unet(unet):
-    """A copy of ``unet`` with its LoRA adapters merged into the weights and removed."""
-    merged = copy.deepcopy(unet)
-    merged.fuse_lora()
-    merged.unload_lora()
-    return merged
 
 
 class AppearanceModule(StageModule):
@@ -306,8 +226,8 @@ class AppearanceModule(StageModule):
         cond = self._condition(p, t, gen)
         text = pipe.encode_prompt(None, p.shape[0])
         with torch.no_grad():  # the matching net is frozen: flows as at inference
-            ci, tm = self._match_input(cond, gen)
-            flows = match_features(pipe.matching_net(ci, tm, text))
+            flows = compute_flows(pipe.matching_net, cond, text, pipe.scheduler.alphas_cumprod,
+                                  self.cfg.match_timestep, self._match_noise(cond, gen))
         noisy, noise, ts = self._noise(stitch(p, t), gen)
         feats = reference_features(self.net(cond.control_input(noisy), ts, text), flows)
         return self._target_loss(noisy, ts, text, self.net, feats, noise), {}
@@ -328,31 +248,36 @@ class Stage:
     def __init__(self, cfg: TrainConfig, device):
         cfg.validate()
         self.cfg = cfg
-        if cfg.stage == "vae":
-            pipe = assemble_pipeline(**build_components(cfg.init or cfg.spec, seed=cfg.seed)) \
-                if not (cfg.init and Path(cfg.init).is_dir()) else load_init(cfg.init)
+        if cfg.stage == "vae" and not (cfg.init and Path(cfg.init).is_dir()):
+            pipe = assemble_pipeline(**build_components(cfg.init or cfg.spec, seed=cfg.seed))
         else:
-            pipe = load_init(cfg.init)
-        self._check_spec(pipe)
-        # Ground-truth flow costs time per item; only the correspondence loss and matching
-        # validation (PCK) read it.
-        needs_flow = cfg.stage == "matching" and cfg.correspondence_loss > 0
-        self.dataset = pair_dataset(cfg, cfg.data, cfg.seed, needs_flow)
-        self.module = MODULES[cfg.stage](cfg, _Frozen(pipe, device))
-        self.val = pair_dataset(cfg, [cfg.val_data], cfg.seed + 1, cfg.stage == "matching") \
-            if cfg.val_data else None
-
-    def _check_spec(self, pipe: ICPortraitPipeline) -> None:
-        from icportrait.data.multiview import open_multiview
-
+            pipe = load_for_training(cfg.init)
         size = pipe.resolution
-        for folder in [*self.cfg.data, *([self.cfg.val_data] if self.cfg.val_data else [])]:
-            data_size = open_multiview(folder).image(0, 0, 0).shape[:2]
-            if data_size != (size, size):
-                raise ICPortraitError(
-                    f"the model works at {size} px but {folder} holds {data_size[1]}x"
-                    f"{data_size[0]} px images; regenerate the data with --size {size}"
-                )
+        if cfg.stage == "vae":
+            # Single images: photo crops (a corpus's train split) and every synthetic view.
+            self.dataset = image_dataset(cfg.data, size, "train", cfg.seed, cfg.photo_crops)
+            self.val = {**photo_validation_sets(cfg.data, size, cfg.seed + 1),
+                        **({"synth": image_dataset([cfg.val_data], size)} if cfg.val_data
+                           else {})} or None
+        else:
+            # Ground-truth flow costs time per item; only the correspondence loss and
+            # matching validation (PCK) read it.
+            needs_flow = cfg.stage == "matching" and cfg.correspondence_loss > 0
+            pairs = dict(same_light=cfg.same_light, yaw_gap=cfg.yaw_gap,
+                         include_self=cfg.self_pairs)
+            self.dataset = pair_dataset(cfg.data, seed=cfg.seed, with_flow=needs_flow, **pairs)
+            self.val = pair_dataset([cfg.val_data], seed=cfg.seed + 1,
+                                    with_flow=cfg.stage == "matching", **pairs) \
+                if cfg.val_data else None
+            self._check_size(self.dataset, size)
+        self.module = MODULES[cfg.stage](cfg, _Frozen(pipe, device))
+
+    @staticmethod
+    def _check_size(dataset, size: int) -> None:
+        got = dataset[0]["target"].shape[-1]
+        if got != size:
+            raise ICPortraitError(f"the model works at {size} px but the data holds {got}x{got} px "
+                                  f"images; regenerate the data with --size {size}")
 
     collate = staticmethod(collate)
 

@@ -32,7 +32,7 @@ from accelerate import Accelerator
 from safetensors.torch import load_file, save_file
 
 from icportrait.errors import ICPortraitError
-from icportrait.faces.io import atomic_write_text
+from icportrait.io import atomic_write_text
 from icportrait.training.config import TrainConfig
 
 CHECKPOINT_PREFIX = "step-"
@@ -60,7 +60,10 @@ def list_checkpoints(output_dir: Path) -> list[Path]:
 def make_accelerator(cfg: TrainConfig) -> Accelerator:
     # step_scheduler_with_optimizer=False: accelerate would otherwise step the LR schedule
     # once per process per optimiser step, shortening warm-up on multi-process runs.
-    return Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=cfg.mixed_precision,
+    if cfg.device == "cuda" and not torch.cuda.is_available():
+        raise ICPortraitError("--device cuda: no CUDA device is available")
+    cpu = cfg.device == "cpu" or not torch.cuda.is_available()
+    return Accelerator(cpu=cpu, mixed_precision=cfg.mixed_precision,
                        gradient_accumulation_steps=cfg.grad_accum,
                        step_scheduler_with_optimizer=False)
 

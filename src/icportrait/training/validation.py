@@ -1,4 +1,5 @@
-"""Periodic validation of a training stage on held-out pairs (``--val-data``)."""
+"""Periodic validation of a training stage on held-out data (``--val-data``, and the held-out
+split of photo corpora for the autoencoder)."""
 
 from __future__ import annotations
 
@@ -7,35 +8,31 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from icportrait.conditioning import (
-    default_patch_size,
-    noised,
-    prepare_condition,
-    vae_decode,
-    vae_encode,
-)
-from icportrait.faces.io import save_image
-from icportrait.models.matching import Match
-from icportrait.models.reference import match_features
+from icportrait.conditioning import default_patch_size, patch_mask, prepare_condition, vae_encode
+from icportrait.data.pairs import collate
+from icportrait.defaults import MASK_RATIO, MATCH_TIMESTEP, VALIDATION_STEPS
+from icportrait.evaluation.image_metrics import psnr
+from icportrait.io import save_image
+from icportrait.models.reference import compute_flows, finest
 
 # PCK threshold: 5% of the face width. Synthetic renders frame the face like the canonical
 # crop, where the face (cheek to cheek) spans about half the image width.
 FACE_WIDTH_OF_IMAGE = 0.5
 
 
-def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    mse = torch.mean((a.float() - b.float()) ** 2).item()
-    return float(10 * np.log10(1.0 / max(mse, 1e-10)))
+def to_uint8(images: torch.Tensor) -> np.ndarray:
+    """(N, 3, H, W) in [0, 1] -> (N, H, W, 3) uint8, as the images would be saved."""
+    arr = images.detach().float().clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy()
+    return (arr * 255 + 0.5).astype(np.uint8)
 
 
-def finest(flows: dict) -> Match:
-    """The flow of the finest matched level."""
-    return flows[max(flows, key=lambda s: s[0] * s[1])]
+def mean_psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float(np.mean([psnr(x, y) for x, y in zip(to_uint8(a), to_uint8(b), strict=True)]))
 
 
 @torch.no_grad()
-def matching_pck(pipe, matching_net, items: list[dict], match_timestep: int = 200,
-                 threshold: float = 0.05, mask_ratio: float = 0.8, seed: int = 0,
+def matching_pck(pipe, matching_net, items: list[dict], match_timestep: int = MATCH_TIMESTEP,
+                 threshold: float = 0.05, mask_ratio: float = MASK_RATIO, seed: int = 0,
                  source: str = "condition") -> dict:
     """Flow accuracy against ground truth on visible pixels, at the finest matched level.
 
@@ -48,11 +45,11 @@ def matching_pck(pipe, matching_net, items: list[dict], match_timestep: int = 20
     """
     if source not in ("condition", "first_step"):
         raise ValueError(f"source must be 'condition' or 'first_step', got {source!r}")
-    from icportrait.conditioning import patch_mask
-
     correct = total = 0
     errors = []
     g = torch.Generator().manual_seed(seed)
+    alphas = pipe.scheduler.alphas_cumprod
+    t_match = match_timestep if source == "condition" else len(alphas) - 1
     for it in items:
         prof = it["profile"][None].to(pipe.device) * 2 - 1
         tgt = it["target"][None].to(pipe.device) * 2 - 1
@@ -60,13 +57,9 @@ def matching_pck(pipe, matching_net, items: list[dict], match_timestep: int = 20
         h, w = t.shape[-2:]
         mask = patch_mask(1, h, w, mask_ratio, default_patch_size(h), g, t.device)
         cond = prepare_condition(p, t, mask)
-        t_match = match_timestep if source == "condition" else \
-            len(pipe.scheduler.alphas_cumprod) - 1
-        noisy = noised(cond.latents, pipe.scheduler.alphas_cumprod, t_match,
-                       torch.randn(cond.latents.shape, generator=g))
-        text = pipe.encode_prompt(None, 1)
-        feats = matching_net(cond.control_input(noisy), torch.tensor([t_match]), text)
-        m = finest(match_features(feats))
+        noise = torch.randn(cond.latents.shape, generator=g)
+        m = finest(compute_flows(matching_net, cond, pipe.encode_prompt(None, 1), alphas,
+                                 t_match, noise))
         size = it["flow"].shape[-1]
         lh, lw = m.size
         scale = size / lw
@@ -88,14 +81,11 @@ def validate_stage(stage, module, folder: Path, step: int, n: int = 8) -> dict:
     if stage.val is None:
         return {}
     folder = Path(folder)
-    items = [stage.val[i] for i in range(min(n, len(stage.val)))]
-    pipe = module.pipe
     kind = stage.cfg.stage
     if kind == "vae":
-        x = torch.stack([it["target"] for it in items]).to(pipe.device) * 2 - 1
-        rec = vae_decode(module.vae, vae_encode(module.vae, x))
-        save_image(_grid([(x + 1) / 2, rec]), folder / f"step-{step:06d}.png")
-        return {"psnr": round(psnr(rec, (x + 1) / 2), 3)}
+        return _validate_vae(stage.val, module, folder, step, n)
+    pipe = module.pipe
+    items = [stage.val[i] for i in range(min(n, len(stage.val)))]
     if kind == "matching":
         return matching_pck(pipe, module.net, items, stage.cfg.match_timestep,
                             mask_ratio=stage.cfg.mask_ratio)
@@ -105,8 +95,8 @@ def validate_stage(stage, module, folder: Path, step: int, n: int = 8) -> dict:
     app, pipe.appearance_net = pipe.appearance_net, module.net
     try:
         pipe.set_progress_bar_config(disable=True)
-        outs = [pipe(it["profile"], it["target"], num_inference_steps=10, output_type="pt",
-                     generator=torch.Generator().manual_seed(i),
+        outs = [pipe(it["profile"], it["target"], num_inference_steps=VALIDATION_STEPS,
+                     output_type="pt", generator=torch.Generator().manual_seed(i),
                      mask_ratio=stage.cfg.mask_ratio).images[0].cpu()
                 for i, it in enumerate(items)]
     finally:
@@ -115,16 +105,29 @@ def validate_stage(stage, module, folder: Path, step: int, n: int = 8) -> dict:
     gt = torch.stack([it["target"] for it in items])
     save_image(_grid([torch.stack([it["profile"] for it in items]), gt, gen]),
                folder / f"step-{step:06d}.png")
-    return {"psnr": round(psnr(gen, gt), 3)}
+    return {"psnr": round(mean_psnr(gen, gt), 3)}
+
+
+@torch.no_grad()
+def _validate_vae(sets: dict, module, folder: Path, step: int, n: int) -> dict:
+    """Reconstruction PSNR per held-out set (photo faces, photo scenes, synthetic views)."""
+    from icportrait.conditioning import vae_decode
+
+    metrics, rows = {}, []
+    for name, ds in sets.items():
+        x = torch.stack([ds[i]["image"] for i in range(min(n, len(ds)))])
+        x = x.to(module.vae.device)
+        rec = vae_decode(module.vae, vae_encode(module.vae, x * 2 - 1))
+        metrics[f"psnr_{name}"] = round(mean_psnr(rec, x), 3)
+        rows += [x, rec]
+    save_image(_grid(rows), folder / f"step-{step:06d}.png")
+    return metrics
 
 
 def _val_denoise_loss(module, items: list[dict]) -> float:
     """Denoising loss on held-out canvases at fixed timesteps and noise."""
-    from icportrait.training.stages import collate
-
-    batch = collate(items)
     g = torch.Generator().manual_seed(0)
-    return float(module(batch, g)[0])
+    return float(module(collate(items), g)[0])
 
 
 def _grid(rows: list[torch.Tensor]) -> np.ndarray:

@@ -18,7 +18,7 @@ import numpy as np
 
 from icportrait.errors import ICPortraitError
 from icportrait.faces.pose import HeadPose
-from icportrait.relight import Light
+from icportrait.generation.relight import Light
 
 LIMITS = {"yaw": 75.0, "pitch": 40.0, "roll": 45.0}
 MAX_POSES = 64

@@ -5,7 +5,7 @@
 * DIRECTION is ``left``, ``right``, ``top``, ``bottom``, ``front``, or ``AZ:EL`` in degrees
   (azimuth toward the image's right, elevation up; ``0:0`` is the camera's direction), or
   ``sh:c0,...,c8`` (9 grey 2nd-order spherical-harmonic irradiance coefficients, the
-  renderer's :func:`~icportrait.synth.raster.sh_basis` order; then no colour/intensity);
+  :func:`~icportrait.colour.sh_basis` order; then no colour/intensity);
 * COLOUR is ``white``, ``warm``, ``cool`` or ``#rrggbb``; INTENSITY a positive number.
 
 "left" is the image's left (the viewer's), not the subject's.
@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from icportrait.colour import linear_to_srgb, sh_basis, srgb_to_linear
 from icportrait.errors import ICPortraitError
 
 # Unit vectors in camera axes (x right, y down, z away), from the surface toward the light.
@@ -110,7 +111,6 @@ def shading(normals: np.ndarray, light: Light) -> np.ndarray:
     ``AMBIENT + (1 - AMBIENT) * max(0, n . d)`` times colour and intensity for a directional
     light; ``sum_k c_k Y_k(n)`` (clipped at 0) for SH. NaN normals give NaN."""
     if light.sh is not None:
-        from icportrait.synth.raster import sh_basis
 
         s = np.clip(sh_basis(normals) @ np.asarray(light.sh, np.float64), 0, None)
         return np.repeat(s[..., None], 3, -1)
@@ -119,18 +119,6 @@ def shading(normals: np.ndarray, light: Light) -> np.ndarray:
     lambert = np.clip(normals @ d, 0, None)
     s = AMBIENT + (1 - AMBIENT) * lambert
     return s[..., None] * np.asarray(light.colour) * light.intensity
-
-
-def srgb_to_linear(x: np.ndarray) -> np.ndarray:
-    """sRGB codes in [0, 255] -> linear light in [0, 1] (IEC 61966-2-1)."""
-    x = x / 255.0
-    return np.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055) ** 2.4)
-
-
-def linear_to_srgb(x: np.ndarray) -> np.ndarray:
-    x = np.clip(x, 0, 1)
-    y = np.where(x <= 0.0031308, x * 12.92, 1.055 * x ** (1 / 2.4) - 0.055)
-    return np.clip(y * 255 + 0.5, 0, 255).astype(np.uint8)
 
 
 def _fit_lambert(lum: np.ndarray, normals: np.ndarray, dirs: np.ndarray):

@@ -61,6 +61,8 @@ _ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "PPM", "AVIF", 
 _ALPHA_MODES = ("LA", "La", "PA", "RGBA", "RGBa")
 
 _SAVE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
+#: File suffixes of the photos that folder inputs (templates, datasets, suites) are read from.
+PHOTO_SUFFIXES = tuple(_SAVE_FORMATS)
 
 # Serialises the rare calls that must lift Pillow's global bomb limit (see _pillow_limits).
 _PIL_LIMIT_LOCK = threading.Lock()

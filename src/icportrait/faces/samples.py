@@ -20,7 +20,7 @@ def load_sample(name: str) -> np.ndarray:
     if name == "grace_hopper":
         import matplotlib.cbook
 
-        from icportrait.faces.io import load_image
+        from icportrait.io import load_image
 
         with matplotlib.cbook.get_sample_data("grace_hopper.jpg") as f:
             return load_image(f.read())

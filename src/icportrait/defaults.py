@@ -1,0 +1,19 @@
+"""The method's defaults, defined once: every layer imports them from here."""
+
+from __future__ import annotations
+
+from icportrait.errors import SettingError
+
+MASK_RATIO = 0.8          # fraction of template latent patches hidden (the paper's "e.g. 80%")
+MATCH_TIMESTEP = 200      # training timestep at which the matching net's input is noised
+STEPS = 30                # denoising steps of a portrait
+EVAL_STEPS = 20           # denoising steps in evaluation suites (cheaper, same for all methods)
+VALIDATION_STEPS = 10     # denoising steps of training-time validation and release checks
+
+
+def check_mask_ratio(ratio: float, name: str = "mask ratio") -> float:
+    """``ratio`` if it is in [0, 1) (a fully hidden template teaches no light), else a clear
+    error."""
+    if not 0.0 <= ratio < 1.0:
+        raise SettingError(f"{name} must be in [0, 1), got {ratio}")
+    return ratio
