@@ -116,6 +116,8 @@ def train_base(
                            "synthetic folders (default: --data).")] = None,
     vae_steps: Annotated[int, typer.Option(help="VAE steps (phase 1).")] = 2000,
     vae_batch_size: Annotated[int, typer.Option(help="Images per VAE step.")] = 8,
+    vae_lr: Annotated[float | None, typer.Option(help="VAE learning rate (default: --lr).")
+                      ] = None,
     steps: Steps = 10000, batch_size: Batch = 8, lr: Lr = 2e-4,
     checkpoint_every: CheckpointEvery = 200,
     ema_decay: EmaDecay = None,
@@ -127,7 +129,7 @@ def train_base(
     vae_dir = out / "vae"
     if not (vae_dir / "pipeline" / "model_index.json").is_file():
         vae = {**shared, "output_dir": vae_dir, "data": vae_data or shared["data"]}
-        r = run_stage(vae, stage="vae", spec=spec, steps=vae_steps, lr=lr,
+        r = run_stage(vae, stage="vae", spec=spec, steps=vae_steps, lr=vae_lr or lr,
                       batch_size=vae_batch_size, checkpoint_every=checkpoint_every)
         if not r["finished"]:
             return
