@@ -199,7 +199,7 @@ def is_photo_corpus(root: str | Path) -> bool:
 class PhotoCrops(Dataset):
     """``length`` square crops of ``size`` px from one split of a photo corpus.
 
-    Each item: ``image`` ``(3, size, size)`` float in [0, 1] and ``is_face``.
+    Each item: ``image`` ``(3, size, size)`` float in [0, 1].
     """
 
     def __init__(self, root: str | Path, size: int, split: str = "train", length: int = 10000,
@@ -238,7 +238,7 @@ class PhotoCrops(Dataset):
         if rng.random() < 0.5:
             crop = crop[:, ::-1]
         image = torch.from_numpy(np.ascontiguousarray(crop)).permute(2, 0, 1).float() / 255.0
-        return {"image": image, "is_face": face}
+        return {"image": image}
 
     def _face_crop(self, photo: np.ndarray, five: np.ndarray, rng) -> np.ndarray:
         from icportrait.faces.align import canonical_points, similarity_transform
