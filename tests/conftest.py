@@ -1,8 +1,10 @@
-"""Shared fixtures: the public-domain portraits that ship in packages, and the slow marker."""
+"""Shared fixtures: tiny model components, the public-domain portraits that ship in
+packages, and the slow marker."""
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -22,6 +24,17 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def dummy_model_dir(tmp_path_factory) -> Path:
+    """A saved pipeline folder of tiny random components (tests/support/models.py)."""
+    from icportrait.specs import build_pipeline
+    from support.models import DUMMY
+
+    path = tmp_path_factory.mktemp("dummy-model") / "model"
+    build_pipeline(DUMMY).save_pretrained(path)
+    return path
 
 
 @pytest.fixture(scope="session")

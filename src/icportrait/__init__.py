@@ -14,7 +14,8 @@ _LAZY = {
     "ICPortraitPipelineOutput": "icportrait.pipelines.pipeline_ic_portrait",
     "ICControlNet": "icportrait.models.control_net",
     "build_pipeline": "icportrait.specs",
-    "load_sd15_pipeline": "icportrait.specs",
+    "load_pipeline": "icportrait.store",
+    "load_base_pipeline": "icportrait.store",
 }
 
 

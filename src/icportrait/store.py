@@ -5,7 +5,8 @@
 * :func:`load_for_training`: what a training stage starts from: a pipeline folder, or the
   pretrained base of a registered spec (a diffusers folder or one original-format file)
   whose control nets are then created from its UNet.
-* :func:`load_base`: the base components of a spec from pretrained weights.
+* :func:`load_base` / :func:`load_base_pipeline`: a spec's pretrained base (components, or a
+  pipeline with fresh control nets).
 * :func:`save_pipeline`: ``save_pretrained`` written atomically (a release stores fp16).
 
 What can be built or loaded is the registry in :mod:`icportrait.specs`. Nothing is ever
@@ -66,13 +67,20 @@ def is_pipeline_folder(path: str | os.PathLike) -> bool:
         "_class_name", "")
 
 
+def load_base_pipeline(path: str | os.PathLike, spec: str = "sd15",
+                       torch_dtype: torch.dtype | None = None) -> ICPortraitPipeline:
+    """A pipeline on the pretrained base of ``spec`` at ``path`` (folder or single file),
+    with fresh control nets copied from its UNet's encoder (train them)."""
+    return assemble_pipeline(**load_base(path, spec, torch_dtype=torch_dtype))
+
+
 def load_for_training(path: str | os.PathLike, spec: str = "sd15") -> ICPortraitPipeline:
     """An icportrait pipeline folder, or a pretrained base of ``spec`` (a diffusers folder or
     a single original-format file), whose control nets then start from its encoder."""
     p = Path(path)
     try:
         if not is_pipeline_folder(p) and (p.is_file() or (p / "unet").is_dir()):
-            return assemble_pipeline(**load_base(p, spec))
+            return load_base_pipeline(p, spec)
         return ICPortraitPipeline.from_pretrained(p)
     except ModelFilesError as exc:
         raise ModelFilesError(f"--init: {exc}") from exc

@@ -429,13 +429,16 @@ class Renderer:
         }
         self._fbos: dict[tuple[str, int], object] = {}
         self._meshes: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        self._dead: list[_GpuMesh] = []  # GPU copies of collected meshes, freed on next use
 
     def _gpu(self, mesh: HeadMesh) -> _GpuMesh:
         gpu = self._meshes.get(mesh)
         if gpu is None:
             gpu = _GpuMesh(self.ctx, self.programs, mesh)
             self._meshes[mesh] = gpu
-            weakref.finalize(mesh, gpu.release)
+            # Not released here: the collector may run while another context is current
+            # (or in another thread), and GL calls go to whatever context is current.
+            weakref.finalize(mesh, self._dead.append, gpu)
         return gpu
 
     def _fbo(self, kind: str, size: int):
@@ -490,6 +493,14 @@ class Renderer:
         """Render one view; see the module docstring for the outputs. ``geometry=False``
         skips depth, normals, surface_xyz and region (faster when only the image is needed).
         """
+        # GL calls go to the thread's current context: make ours current for this render
+        # (another Renderer in the same thread would otherwise receive them).
+        with self.ctx:
+            while self._dead:
+                self._dead.pop().release()
+            return self._render(mesh, rotation, size, camera, lighting, geometry)
+
+    def _render(self, mesh, rotation, size, camera, lighting, geometry):
         camera, lighting = camera or Camera(), lighting or Lighting()
         rotation = np.asarray(rotation, np.float64)
         if rotation.shape != (3, 3):

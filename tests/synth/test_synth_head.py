@@ -62,6 +62,24 @@ def test_renders_at_mixed_sizes_do_not_interfere(renderer, head):
     np.testing.assert_array_equal(first["region"], again["region"])
 
 
+def test_two_renderers_in_one_thread_do_not_interfere(renderer, head):  # skips without EGL
+    """GL calls go to the thread's current context: creating a second renderer (which makes
+    its context current) must not redirect the shared default renderer's draws."""
+    import gc
+
+    from icportrait.synth.raster import render
+
+    first = render(head, rot(10, 0, 0), SIZE)
+    other = Renderer()
+    other.render(build_head(sample_head_params(np.random.default_rng(3)), **FAST),
+                 rot(-20, 0, 0), 64)
+    gc.collect()  # that head's GPU copy is freed later by its own renderer, in its context
+    again = render(head, rot(10, 0, 0), SIZE)
+    np.testing.assert_array_equal(first["rgb"], again["rgb"])
+    np.testing.assert_array_equal(first["depth"], again["depth"])
+    np.testing.assert_array_equal(first["rgb"], other.render(head, rot(10, 0, 0), SIZE)["rgb"])
+
+
 def test_different_seeds_differ(head):
     other = sample_head_params(np.random.default_rng(8))
     assert other != head.params

@@ -141,13 +141,8 @@ def test_pose_template_is_read_back_by_the_face_toolkit():
 
 # ------------------------------------------------------------------ the commands
 @pytest.fixture(scope="module")
-def dummy_model(tmp_path_factory):
-    from icportrait.specs import build_pipeline
-    from test_pipeline import DUMMY
-
-    path = tmp_path_factory.mktemp("model") / "dummy"
-    build_pipeline(DUMMY).save_pretrained(path)
-    return path
+def dummy_model(dummy_model_dir):
+    return dummy_model_dir
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ from icportrait.synth.generate import SynthConfig, generate
 from icportrait.training.config import TrainConfig
 from icportrait.training.stages import Stage
 from icportrait.training.trainer import Trainer
-from test_pipeline import DUMMY
+from support.models import DUMMY
 
 
 @pytest.fixture(scope="module")

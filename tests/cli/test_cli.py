@@ -109,12 +109,8 @@ def test_unknown_detector_is_one_line(photos, capsys):
     assert err.startswith("error: unknown detector") and err.count("\n") == 1
 
 
-def test_demo_writes_a_report(tmp_path, capsys, monkeypatch):
-    from icportrait.specs import build_pipeline
-    from test_pipeline import DUMMY
-
-    build_pipeline(DUMMY).save_pretrained(tmp_path / "model")
-    monkeypatch.setenv("ICPORTRAIT_MODEL", str(tmp_path / "model"))  # fast stand-in model
+def test_demo_writes_a_report(tmp_path, capsys, monkeypatch, dummy_model_dir):
+    monkeypatch.setenv("ICPORTRAIT_MODEL", str(dummy_model_dir))  # fast stand-in model
     assert main(["demo", "--out", str(tmp_path), "--json"]) == 0
     results = json.loads(capsys.readouterr().out)
     assert json.loads((tmp_path / "results.json").read_text()) == results
@@ -128,7 +124,7 @@ def test_demo_writes_a_report(tmp_path, capsys, monkeypatch):
     assert verdicts[("astronaut", "astronaut (mirrored)")] is True
     assert verdicts[("astronaut", "grace_hopper")] is False
     gen = results["generation"]
-    assert gen["model"] == str(tmp_path / "model") and len(gen["pose_sweep"]["poses"]) == 5
+    assert gen["model"] == str(dummy_model_dir) and len(gen["pose_sweep"]["poses"]) == 5
     for name in ("portrait.png", "portrait_pasted.png", "flow.png", "pose_sweep.png",
                  "light_templates.png", "light_sweep.png", "summary.png"):
         assert (tmp_path / name).stat().st_size > 500 and f"src='{name}'" in html
@@ -150,16 +146,12 @@ def test_console_script_runs(photos):
     assert proc.stderr.strip().splitlines() == [f"{photos / 'wall.png'}: no face found"]
 
 
-def test_generate_with_a_model_folder(photos, tmp_path, capsys):
-    from icportrait.specs import build_pipeline
-    from test_pipeline import DUMMY
-
-    build_pipeline(DUMMY).save_pretrained(tmp_path / "model")
+def test_generate_with_a_model_folder(photos, tmp_path, capsys, dummy_model_dir):
     out = tmp_path / "out" / "portrait.png"
     code = main(["generate", "--profile", str(photos / "astronaut.png"),
                  str(photos / "astronaut.png"),  # two references, DESIGN's syntax
                  "--template", str(photos / "grace.jpg"), "-o", str(out),
-                 "--model", str(tmp_path / "model"), "--steps", "2",
+                 "--model", str(dummy_model_dir), "--steps", "2",
                  "--save-flow", str(tmp_path / "flow.png")])
     assert code == 0
     assert Image.open(out).size == (32, 32)  # the model's resolution
@@ -172,6 +164,6 @@ def test_generate_with_a_model_folder(photos, tmp_path, capsys):
     assert "no model at" in capsys.readouterr().err
     code = main(["generate", "--profile", str(photos / "wall.png"), "--template",
                  str(photos / "grace.jpg"), "-o", str(tmp_path / "x.png"),
-                 "--model", str(tmp_path / "model"), "--steps", "2"])
+                 "--model", str(dummy_model_dir), "--steps", "2"])
     assert code == 2 and "no face found" in capsys.readouterr().err
     assert not (tmp_path / "x.png").exists()

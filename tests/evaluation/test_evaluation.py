@@ -142,15 +142,11 @@ def test_summary_skips_missing_values():
     assert got["psnr"] == 10.0 and got["psnr_n"] == 1 and got["face_detected"] == 0.5
 
 
-def test_run_eval_resumes_and_reports(tiny_suite, tmp_path, monkeypatch):
-    from icportrait.specs import build_pipeline
-    from test_pipeline import DUMMY
-
-    build_pipeline(DUMMY).save_pretrained(tmp_path / "model")
+def test_run_eval_resumes_and_reports(tiny_suite, tmp_path, monkeypatch, dummy_model_dir):
     out = tmp_path / "eval"
     names = ["icportrait", "icportrait:no-warp", "icportrait:zero-shot",
              "icportrait:single-ref", "icportrait:base-only", "template", "gt-warp"]
-    res = run_eval(TINY.name, out, names, model=tmp_path / "model", steps=2, limit=2)
+    res = run_eval(TINY.name, out, names, model=dummy_model_dir, steps=2, limit=2)
     assert set(res["summary"]) == set(names) and res["samples"] == 2
     model_row = res["summary"]["icportrait"]
     assert model_row["n"] == 2 and model_row["seconds"] > 0 and model_row["psnr"] > 0
@@ -164,7 +160,7 @@ def test_run_eval_resumes_and_reports(tiny_suite, tmp_path, monkeypatch):
     stamp = done.stat().st_mtime_ns
     calls = []
     monkeypatch.setattr(methods.ModelRunner, "__call__", lambda *a: calls.append(a))
-    again = run_eval(TINY.name, out, names, model=tmp_path / "model", steps=2, limit=2)
+    again = run_eval(TINY.name, out, names, model=dummy_model_dir, steps=2, limit=2)
     assert not calls and done.stat().st_mtime_ns == stamp
     assert again["summary"]["icportrait"]["psnr"] == model_row["psnr"]
     page = write_report(out).read_text()

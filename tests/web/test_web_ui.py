@@ -19,7 +19,7 @@ from PIL import Image
 from icportrait.cli import main
 
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
-ARTIFACTS = Path(__file__).parent / "artifacts" / "web-ui"
+ARTIFACTS = Path(__file__).parents[1] / "artifacts" / "web-ui"
 UPLOAD_MB = 2
 
 # Gradio's queue still calls pandas options that pandas 3 deprecates; not ours to fix.
@@ -48,15 +48,12 @@ def photos(tmp_path_factory, astronaut, grace_hopper) -> Path:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def server(tmp_path_factory, dummy_model_dir):
     """`serve` with its defaults (host included) on a tiny model folder, in a thread."""
     from icportrait.app import serve
-    from icportrait.specs import build_pipeline
-    from test_pipeline import DUMMY
 
     root = tmp_path_factory.mktemp("web-server")
-    build_pipeline(DUMMY).save_pretrained(root / "model")
-    demo, url = serve(model=root / "model", port=_free_port(), workdir=root / "work",
+    demo, url = serve(model=dummy_model_dir, port=_free_port(), workdir=root / "work",
                       max_upload_mb=UPLOAD_MB, block=False)
     yield demo, url, (root / "work").resolve()
     demo.close()

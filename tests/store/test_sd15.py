@@ -9,7 +9,7 @@ from diffusers import AutoencoderKL, UNet2DConditionModel
 from icportrait.errors import ModelFilesError
 from icportrait.specs import assemble_pipeline, get_spec
 from icportrait.store import load_base
-from ldm_format import save_ldm_checkpoint
+from support.ldm_format import save_ldm_checkpoint
 
 
 def sd15_config_dir():

@@ -1,0 +1,59 @@
+"""The embedded model's reference outputs: fixed inputs, seeds and settings, hashed.
+
+``tests/weights/golden.json`` holds the SHA-256 of the shipped weights and of each case's
+portrait (uint8 pixels) and flow (float32). A refactoring must leave them unchanged bit for
+bit; a new release of ``weights/tiny`` records them again, deliberately::
+
+    .venv/bin/python tests/support/golden.py      # rewrites tests/weights/golden.json
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+GOLDEN = Path(__file__).resolve().parents[1] / "weights" / "golden.json"
+
+
+def weights_digest(folder: Path) -> str:
+    h = hashlib.sha256()
+    for f in sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix != ".md"):
+        h.update(f.relative_to(folder).as_posix().encode())
+        h.update(f.read_bytes())
+    return h.hexdigest()
+
+
+def outputs() -> dict[str, dict[str, str]]:
+    """Each case through ``generate_portrait`` (what ``icportrait generate`` runs)."""
+    import torch
+
+    from icportrait.faces.samples import load_sample
+    from icportrait.generation import Settings, generate_portrait, make_template
+    from icportrait.generation.pose_templates import parse_pose
+    from icportrait.store import load_pipeline
+
+    torch.set_num_threads(2)
+    pipe = load_pipeline()
+    a, g = load_sample("astronaut"), load_sample("grace_hopper")
+    cases = {
+        "photo": ([a], g, Settings(steps=6, seed=3)),
+        "paste": ([a, g], a, Settings(steps=4, seed=1, paste_back=True)),
+        "pose": ([g], make_template(pose=parse_pose("yaw=20")), Settings(steps=3, seed=0)),
+    }
+    out = {}
+    for name, (profiles, template, settings) in cases.items():
+        r = generate_portrait(pipe, profiles, template, settings)
+        out[name] = {"image": hashlib.sha256(r.image.tobytes()).hexdigest(),
+                     "flow": hashlib.sha256(r.flow.numpy().tobytes()).hexdigest()}
+    return out
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from icportrait.store import EMBEDDED_MODEL
+
+    record = {"weights_sha256": weights_digest(EMBEDDED_MODEL), "outputs": outputs()}
+    GOLDEN.write_text(json.dumps(record, indent=2) + "\n")
+    print(f"wrote {GOLDEN}")
