@@ -27,7 +27,7 @@ os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
 import gradio as gr
 import numpy as np
 
-from icportrait.defaults import MASK_RATIO
+from icportrait.defaults import MASK_RATIO, STEPS
 from icportrait.errors import FaceError, ICPortraitError
 from icportrait.generation import (
     LIGHT_SWEEP,
@@ -238,7 +238,7 @@ def build_app(pipe, workdir: Path, max_upload_mb: int = 20) -> gr.Blocks:
                     direction = gr.Radio(list(LIGHT_CHOICES), value="none", label="Light")
                     colour = gr.Radio(list(COLOURS), value="white", label="Light colour")
                 with gr.Accordion("Settings", open=True):
-                    steps = gr.Slider(1, MAX_STEPS, value=30, step=1, label="Denoising steps",
+                    steps = gr.Slider(1, MAX_STEPS, value=STEPS, step=1, label="Denoising steps",
                                       elem_id="steps")
                     seed = gr.Number(0, precision=0, minimum=0, label="Seed")
                     mask_ratio = gr.Slider(0, 0.95, value=MASK_RATIO, step=0.05, label="Mask ratio")

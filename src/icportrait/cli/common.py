@@ -10,8 +10,6 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from icportrait.defaults import MASK_RATIO
-
 # Progress bars only; messages go through fail so they stay one unwrapped line.
 err = Console(stderr=True, highlight=False)
 
@@ -34,7 +32,6 @@ def command_line() -> str:
 Seed = Annotated[int, typer.Option(help="Seed.")]
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON results.")]
 MaskRatio = Annotated[float, typer.Option(help="Template patches hidden, in [0, 1).")]
-DEFAULT_MASK_RATIO = MASK_RATIO
 Model = Annotated[
     Path | None, typer.Option(help="Pipeline folder (default: the embedded tiny model).")
 ]

@@ -10,7 +10,6 @@ import typer
 
 from icportrait import __version__
 from icportrait.cli.common import (
-    DEFAULT_MASK_RATIO,
     Device,
     Dtype,
     MaskRatio,
@@ -20,7 +19,7 @@ from icportrait.cli.common import (
     fail,
     progress_bar,
 )
-from icportrait.defaults import STEPS
+from icportrait.defaults import MASK_RATIO, STEPS
 from icportrait.errors import ICPortraitError
 
 
@@ -43,7 +42,7 @@ def generate(
     model: Model = None,
     steps: Annotated[int, typer.Option(help="Denoising steps.")] = STEPS,
     seed: Seed = 0,
-    mask_ratio: MaskRatio = DEFAULT_MASK_RATIO,
+    mask_ratio: MaskRatio = MASK_RATIO,
     paste_back: Annotated[
         bool, typer.Option("--paste-back", help="Paste the face back into the template photo.")
     ] = False,

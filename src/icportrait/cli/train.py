@@ -10,7 +10,8 @@ from typing import Annotated
 
 import typer
 
-from icportrait.cli.common import DEFAULT_MASK_RATIO, AsJson, MaskRatio, Seed, progress_bar
+from icportrait.cli.common import AsJson, MaskRatio, Seed, progress_bar
+from icportrait.defaults import MASK_RATIO
 
 train_app = typer.Typer(help="Train every stage (accelerate; resumable).", no_args_is_help=True)
 
@@ -149,7 +150,7 @@ def train_matching(
     correspondence_loss: Annotated[
         float, typer.Option(help="Weight of the optional correspondence loss (0: off).")
     ] = 0.0,
-    mask_ratio: MaskRatio = DEFAULT_MASK_RATIO,
+    mask_ratio: MaskRatio = MASK_RATIO,
     checkpoint_every: CheckpointEvery = 50,
     **shared,
 ) -> None:
@@ -166,7 +167,7 @@ def train_appearance(
     self_pairs: Annotated[bool, typer.Option(help="Also train on self-pairs.")] = True,
     lora_rank: Annotated[int, typer.Option(
         help="Also train LoRA adapters of this rank on the base UNet (0: base frozen).")] = 0,
-    mask_ratio: MaskRatio = DEFAULT_MASK_RATIO,
+    mask_ratio: MaskRatio = MASK_RATIO,
     checkpoint_every: CheckpointEvery = 200,
     ema_decay: EmaDecay = None,
     **shared,

@@ -4,6 +4,7 @@ resumable, or a list of poses with a sheet)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -79,8 +80,6 @@ class PortraitRun:
 
     def one(self, template: np.ndarray | None, output: Path, save_flow: Path | None = None,
             pose: HeadPose | None = None, extra: dict | None = None) -> Result:
-        import contextlib
-
         tmpl = make_template(template, pose, self.light)
         with self.busy(output.name) if self.busy else contextlib.nullcontext():
             result = generate_portrait(self.pipe, self.profiles, tmpl, self.settings)
