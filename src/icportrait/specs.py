@@ -1,7 +1,8 @@
 """Named model specs: how to build or load an ICPortraitPipeline.
 
-* ``tiny``: a small UNet + VAE for 2 CPU cores, 128 px per canvas half (32 x 32 x 8
-  latents, VAE factor 4). Built here with random weights; the project trains it (weights/tiny).
+* ``tiny``: a small UNet + patch autoencoder for 2 CPU cores, 128 px per canvas half
+  (32 x 32 x 12 latents, factor 4). Built here with random weights; the project trains it
+  (weights/tiny).
 * ``sd15``: the Stable Diffusion 1.x layout. The base (UNet, VAE, optionally text encoder and
   tokenizer) is loaded from a local diffusers folder or from one original-format
   ``.safetensors``/``.ckpt`` file whose architecture comes from the spec's packaged config
@@ -24,6 +25,7 @@ import torch
 from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
 
 from icportrait.errors import ModelFilesError
+from icportrait.models.autoencoder import PatchAutoencoder
 from icportrait.models.control_net import ICControlNet
 from icportrait.models.prompt import PromptEmbedding
 from icportrait.pipelines.pipeline_ic_portrait import ICPortraitPipeline
@@ -43,6 +45,7 @@ class ModelSpec:
     name: str
     resolution: int                   # pixels per canvas half
     label: str = ""                   # how messages name it (default: the name)
+    vae_class: str = "AutoencoderKL"  # a key of VAE_CLASSES
     vae: dict = field(default_factory=dict)
     unet: dict = field(default_factory=dict)
     null_seq_len: int = 77
@@ -66,16 +69,14 @@ class ModelSpec:
 TINY = ModelSpec(
     name="tiny",
     resolution=128,
-    # 8 latent channels (6x fewer numbers than pixels): 4 channels erased real faces
-    # (17-24 dB); see weights/tiny/RECIPE.md for the comparison.
-    vae=dict(
-        in_channels=3, out_channels=3, latent_channels=8, sample_size=128,
-        down_block_types=("DownEncoderBlock2D",) * 3, up_block_types=("UpDecoderBlock2D",) * 3,
-        block_out_channels=(32, 64, 64), layers_per_block=1, norm_num_groups=16,
-        scaling_factor=1.0,
-    ),
+    # A patch autoencoder (models/autoencoder.py) with 12 latent channels per 4 x 4 patch:
+    # started from the PCA of patches, it keeps real faces (weights/tiny/RECIPE.md has the
+    # comparison with AutoencoderKL and with 8 channels).
+    vae_class="PatchAutoencoder",
+    vae=dict(in_channels=3, latent_channels=12, patch_size=4, sample_size=128,
+             hidden_channels=64, num_res_blocks=2),
     unet=dict(
-        sample_size=32, in_channels=8, out_channels=8, layers_per_block=2,
+        sample_size=32, in_channels=12, out_channels=12, layers_per_block=2,
         block_out_channels=(32, 64, 128),
         # Attention only below full latent resolution: the canvas is 32 x 64 = 2048 tokens.
         down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
@@ -89,6 +90,7 @@ TINY = ModelSpec(
 SD15 = ModelSpec(name="sd15", resolution=512, label="SD 1.5", config_dir="sd15")
 
 SPECS = {s.name: s for s in (TINY, SD15)}
+VAE_CLASSES = {"AutoencoderKL": AutoencoderKL, "PatchAutoencoder": PatchAutoencoder}
 
 
 def get_spec(name: str) -> ModelSpec:
@@ -112,7 +114,7 @@ def build_components(spec: ModelSpec | str, seed: int = 0) -> dict:
         raise ModelFilesError(f"spec {spec.name!r} is loaded from weights, not built: use "
                               "icportrait.store.load_base")
     torch.manual_seed(seed)
-    vae = AutoencoderKL(**spec.vae)
+    vae = VAE_CLASSES[spec.vae_class](**spec.vae)
     unet = UNet2DConditionModel(**_heads(spec.unet))
     null = PromptEmbedding(seq_len=spec.null_seq_len, dim=unet.config.cross_attention_dim)
     return {"vae": vae, "unet": unet, "null_embedding": null,

@@ -96,7 +96,8 @@ class ICPortraitPipeline(DiffusionPipeline):
             scheduler=scheduler, null_embedding=null_embedding, text_encoder=text_encoder,
             tokenizer=tokenizer,
         )
-        self.vae_scale_factor = 2 ** (len(vae.config.block_out_channels) - 1)
+        self.vae_scale_factor = vae.config.get("patch_size") or \
+            2 ** (len(vae.config.block_out_channels) - 1)
 
     # ------------------------------------------------------------------ loading
     @classmethod

@@ -150,8 +150,7 @@ class VAEModule(StageModule):
     def export(self, path: Path, dataset=None) -> Path:
         pipe = self.pipe
         if dataset is not None:  # SD's recipe: scale latents to unit variance
-            idx = np.random.default_rng(0).integers(0, len(dataset), 32)
-            x = torch.stack([dataset[int(i)]["image"] for i in idx]).to(pipe.device) * 2 - 1
+            x = _sample_images(dataset, 32, 0).to(pipe.device)
             std = self.vae.encode(x).latent_dist.mean.std().item()
             self.vae.register_to_config(scaling_factor=round(1.0 / max(std, 1e-6), 5))
         pipe.vae = self.vae
@@ -238,6 +237,12 @@ class AppearanceModule(StageModule):
         return self._save(path, appearance_net=self.net)
 
 
+def _sample_images(dataset, n: int, seed: int) -> torch.Tensor:
+    """``n`` images of ``dataset`` (seeded), in [-1, 1]."""
+    idx = np.random.default_rng(seed).integers(0, len(dataset), n)
+    return torch.stack([dataset[int(i)]["image"] for i in idx]) * 2 - 1
+
+
 MODULES = {"vae": VAEModule, "base": BaseModule, "matching": MatchingModule,
            "appearance": AppearanceModule}
 
@@ -248,7 +253,8 @@ class Stage:
     def __init__(self, cfg: TrainConfig, device):
         cfg.validate()
         self.cfg = cfg
-        if cfg.stage == "vae" and not (cfg.init and Path(cfg.init).is_dir()):
+        fresh = cfg.stage == "vae" and not (cfg.init and Path(cfg.init).is_dir())
+        if fresh:
             pipe = assemble_pipeline(**build_components(cfg.init or cfg.spec, seed=cfg.seed))
         else:
             pipe = load_for_training(cfg.init)
@@ -256,6 +262,9 @@ class Stage:
         if cfg.stage == "vae":
             # Single images: photo crops (a corpus's train split) and every synthetic view.
             self.dataset = image_dataset(cfg.data, size, "train", cfg.seed, cfg.photo_crops)
+            if fresh and hasattr(pipe.vae, "init_from_images"):  # a patch autoencoder
+                self.init_info = pipe.vae.init_from_images(
+                    _sample_images(self.dataset, 256, cfg.seed))
             self.val = {**photo_validation_sets(cfg.data, size, cfg.seed + 1),
                         **({"synth": image_dataset([cfg.val_data], size)} if cfg.val_data
                            else {})} or None
