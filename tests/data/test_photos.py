@@ -103,3 +103,31 @@ def test_the_autoencoder_learns_photo_crops(corpus, tmp_path):
     assert set(before) == {"psnr_photo_faces", "psnr_photo_scenes"}
     assert after["psnr_photo_faces"] > before["psnr_photo_faces"] + 2
     assert after["psnr_photo_scenes"] > before["psnr_photo_scenes"] + 2
+
+
+def test_the_patch_autoencoder_starts_from_the_data(corpus, tmp_path, monkeypatch):
+    """A fresh PatchAutoencoder is fitted (PCA of patches) to the stage's images before the
+    first step, so held-out photos reconstruct well from step 0; training then improves it."""
+    from dataclasses import replace
+
+    from icportrait import specs
+    from icportrait.training.config import TrainConfig
+    from icportrait.training.stages import Stage
+    from icportrait.training.trainer import Trainer
+    from icportrait.training.validation import validate_stage
+    from support.models import DUMMY
+
+    monkeypatch.setitem(specs.SPECS, "patch-test", replace(
+        DUMMY, name="patch-test", vae_class="PatchAutoencoder",
+        vae=dict(latent_channels=4, patch_size=2, sample_size=32, hidden_channels=16,
+                 num_res_blocks=1)))
+    cfg = TrainConfig(stage="vae", output_dir=str(tmp_path / "run"), data=[str(corpus[0])],
+                      spec="patch-test", steps=60, batch_size=8, lr=2e-3, checkpoint_every=60,
+                      photo_crops=400)
+    stage = Stage(cfg, "cpu")
+    assert stage.init_info["explained_variance"] > 0.9
+    before = validate_stage(stage, stage.module, tmp_path / "v", 0)
+    assert before["psnr_photo_faces"] > 20   # the PCA start, before any step
+    Trainer(cfg, stage).run()
+    after = validate_stage(stage, stage.module, tmp_path / "v", 60)
+    assert after["psnr_photo_faces"] > before["psnr_photo_faces"] + 0.3

@@ -45,6 +45,7 @@ from icportrait.conditioning import (
 )
 from icportrait.defaults import MASK_RATIO, MATCH_TIMESTEP, STEPS, check_mask_ratio
 from icportrait.errors import ICPortraitError, ModelFilesError
+from icportrait.models.autoencoder import PatchAutoencoder
 from icportrait.models.control_net import ICControlNet
 from icportrait.models.prompt import PromptEmbedding
 from icportrait.models.reference import (
@@ -81,7 +82,7 @@ class ICPortraitPipeline(DiffusionPipeline):
 
     def __init__(
         self,
-        vae: AutoencoderKL,
+        vae: AutoencoderKL | PatchAutoencoder,
         unet: UNet2DConditionModel,
         matching_net: ICControlNet,
         appearance_net: ICControlNet,
