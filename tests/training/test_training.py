@@ -114,6 +114,13 @@ def test_bad_training_inputs(setup, tmp_path):
         _cfg(setup, tmp_path, "matching", data=[]).validate()
     with pytest.raises(ICPortraitError, match="unknown stage"):
         _cfg(setup, tmp_path, "lighting").validate()
+    with pytest.raises(ICPortraitError, match="device must be auto, cpu or cuda"):
+        _cfg(setup, tmp_path, "matching", device="tpu").validate()
+    if not torch.cuda.is_available():
+        from icportrait.training.trainer import make_accelerator
+
+        with pytest.raises(ICPortraitError, match="--device cuda: no CUDA device"):
+            make_accelerator(_cfg(setup, tmp_path, "matching", device="cuda"))
 
 
 def test_cli_train_matching(setup, tmp_path, capsys):
