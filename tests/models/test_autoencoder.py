@@ -47,6 +47,18 @@ def test_starts_as_the_whitened_pca_of_patches():
     assert err12 < err6   # more components keep more
 
 
+def test_unwhitened_latents_keep_the_spectrum():
+    x = _images()
+    ae = PatchAutoencoder(latent_channels=6, sample_size=32, whiten=False)
+    ae.init_from_images(x)
+    with torch.no_grad():
+        z = ae.encode(x).latent_dist.mode()
+        rec = ae.decode(z).sample
+    torch.testing.assert_close(rec, _pca_reconstruction(x, 6), atol=1e-4, rtol=0)
+    std = z.permute(1, 0, 2, 3).reshape(6, -1).std(1)
+    assert abs(float(std[0]) - 1) < 2e-3 and bool((std[1:] <= std[:-1] + 1e-4).all())
+
+
 def test_interface_and_save_load(tmp_path):
     ae = PatchAutoencoder(latent_channels=4, sample_size=32, hidden_channels=8)
     ae.init_from_images(_images())

@@ -9,7 +9,9 @@ plus small convolutional residual branches (zero-initialised) that training grow
 nonlinear detail the linear code misses.
 
 * encoder: ``pixel_unshuffle(p)`` -> whitened PCA projection (latent channel k = principal
-  component k over its standard deviation, so every channel has unit variance) + residual;
+  component k over its standard deviation, so every channel has unit variance; with
+  ``whiten=False`` all over the first one's, so detail channels keep their small share) +
+  residual;
   a learned per-channel log-variance makes the posterior a diagonal Gaussian, as a KL-VAE;
 * decoder: the PCA back-projection + a residual of a few 3 x 3 ResNet blocks at latent
   resolution -> ``pixel_shuffle(p)``.
@@ -53,7 +55,7 @@ class PatchAutoencoder(ModelMixin, ConfigMixin):
     def __init__(self, in_channels: int = 3, latent_channels: int = 8, patch_size: int = 4,
                  sample_size: int = 128, hidden_channels: int = 64, num_res_blocks: int = 2,
                  scaling_factor: float = 1.0, shift_factor: float | None = None,
-                 logvar_init: float = -10.0):
+                 logvar_init: float = -10.0, whiten: bool = True):
         super().__init__()
         d = in_channels * patch_size * patch_size
         self.encode_proj = nn.Conv2d(d, latent_channels, 1)
@@ -91,6 +93,8 @@ class PatchAutoencoder(ModelMixin, ConfigMixin):
         _, s, vt = torch.linalg.svd(x - mu, full_matrices=False)
         k = self.config.latent_channels
         v, sigma = vt[:k], s[:k] / (len(x) - 1) ** 0.5
+        if not self.config.whiten:  # keep the spectrum: detail channels stay small
+            sigma = torch.full_like(sigma, float(sigma[0]))
         self.encode_proj.weight.copy_((v / sigma[:, None])[..., None, None])
         self.encode_proj.bias.copy_(-(v @ mu) / sigma)
         self.decode_proj.weight.copy_((v.T * sigma)[..., None, None])
