@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch.utils.data import ConcatDataset, Dataset
 
-from icportrait.data.multiview import open_multiview
+from icportrait.data.multiview import check_size, open_multiview
 from icportrait.data.photos import PhotoCrops, is_photo_corpus
 from icportrait.errors import ICPortraitError
 
@@ -43,10 +43,7 @@ def image_dataset(folders: list[str], size: int, split: str = "train", seed: int
             sets.append(PhotoCrops(folder, size, split, photo_crops, seed=seed))
             continue
         views = ViewImages(folder)
-        got = views[0]["image"].shape[-1]
-        if got != size:
-            raise ICPortraitError(f"the model works at {size} px but {folder} holds {got}x{got} px "
-                                  f"images; regenerate the data with --size {size}")
+        check_size(views.source, size, str(folder))
         sets.append(views)
     if not sets:
         raise ICPortraitError("no image data given")

@@ -90,6 +90,14 @@ class MultiViewFolder:
         return la is not None and la == lb
 
 
+def check_size(source: SynthDataset | MultiViewFolder, size: int, name: str) -> None:
+    """A clear error when ``source``'s images are not ``size`` x ``size`` (the model's)."""
+    h, w = source.image(0, 0, 0).shape[:2]
+    if (h, w) != (size, size):
+        raise ICPortraitError(f"the model works at {size} px but {name} holds {w}x{h} px "
+                              f"images; regenerate the data with --size {size}")
+
+
 def open_multiview(root: str | Path) -> SynthDataset | MultiViewFolder:
     """A synthetic dataset if ``root`` has a manifest, else the multi-view folder format."""
     root = Path(root)

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from torch.utils.data import ConcatDataset, Dataset
 
-from icportrait.data.multiview import MultiViewFolder, SynthDataset, open_multiview
+from icportrait.data.multiview import MultiViewFolder, SynthDataset, check_size, open_multiview
 from icportrait.errors import ICPortraitError
 
 
@@ -83,10 +83,14 @@ class PairDataset(Dataset):
 
 def pair_dataset(folders: list[str], same_light: bool | None = None,
                  yaw_gap: tuple[float, float] = (0.0, 180.0), include_self: bool = False,
-                 seed: int = 0, with_flow: bool = True) -> Dataset:
-    """The pairs of every folder in ``folders``, concatenated."""
+                 seed: int = 0, with_flow: bool = True, size: int | None = None) -> Dataset:
+    """The pairs of every folder in ``folders``, concatenated; each folder's images must be
+    ``size`` px when it is given."""
     sets = [PairDataset(f, same_light=same_light, yaw_gap=yaw_gap, include_self=include_self,
                         seed=seed, with_flow=with_flow) for f in folders]
+    if size is not None:
+        for f, ds in zip(folders, sets, strict=True):
+            check_size(ds.source, size, str(f))
     return sets[0] if len(sets) == 1 else ConcatDataset(sets)
 
 

@@ -273,20 +273,12 @@ class Stage:
             # matching validation (PCK) read it.
             needs_flow = cfg.stage == "matching" and cfg.correspondence_loss > 0
             pairs = dict(same_light=cfg.same_light, yaw_gap=cfg.yaw_gap,
-                         include_self=cfg.self_pairs)
+                         include_self=cfg.self_pairs, size=size)
             self.dataset = pair_dataset(cfg.data, seed=cfg.seed, with_flow=needs_flow, **pairs)
             self.val = pair_dataset([cfg.val_data], seed=cfg.seed + 1,
                                     with_flow=cfg.stage == "matching", **pairs) \
                 if cfg.val_data else None
-            self._check_size(self.dataset, size)
         self.module = MODULES[cfg.stage](cfg, _Frozen(pipe, device))
-
-    @staticmethod
-    def _check_size(dataset, size: int) -> None:
-        got = dataset[0]["target"].shape[-1]
-        if got != size:
-            raise ICPortraitError(f"the model works at {size} px but the data holds {got}x{got} px "
-                                  f"images; regenerate the data with --size {size}")
 
     collate = staticmethod(collate)
 
