@@ -85,6 +85,10 @@ TINY = ModelSpec(
         norm_num_groups=32,
     ),
     null_seq_len=4,
+    # v-prediction: in 12 latent channels an epsilon-UNet's small noise errors at high noise
+    # levels are amplified ~7x into its clean-image estimate, and samples stayed noise
+    # (docs/autoencoder.md); a velocity target keeps that estimate's error at its own size.
+    scheduler=dict(SD_SCHEDULER, prediction_type="v_prediction"),
 )
 
 SD15 = ModelSpec(name="sd15", resolution=512, label="SD 1.5", config_dir="sd15")

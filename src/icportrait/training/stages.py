@@ -42,6 +42,9 @@ from icportrait.training.config import TrainConfig
 from icportrait.training.lora import add_lora, merged_unet
 from icportrait.training.losses import correspondence_loss
 
+# What the UNet may be trained to predict (diffusers' scheduler ``prediction_type``).
+PREDICTION_TYPES = ("epsilon", "v_prediction")
+
 
 class _Frozen:
     """Holds the frozen pipeline outside the trained module (not an nn.Module attribute,
@@ -50,9 +53,10 @@ class _Frozen:
     def __init__(self, pipe: ICPortraitPipeline, device):
         from diffusers import DDPMScheduler
 
-        if pipe.scheduler.config.get("prediction_type", "epsilon") != "epsilon":
-            raise ICPortraitError("training supports epsilon-prediction models only, this one "
-                                  f"predicts {pipe.scheduler.config.prediction_type!r}")
+        kind = pipe.scheduler.config.get("prediction_type", "epsilon")
+        if kind not in PREDICTION_TYPES:
+            raise ICPortraitError(f"training supports {', '.join(PREDICTION_TYPES)} models, "
+                                  f"this one predicts {kind!r}")
         # Training noise uses the variance-preserving (DDPM) form of the model's schedule,
         # whatever sampler the pipeline was saved with (Euler's add_noise is not VP).
         self.train_scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
@@ -87,11 +91,15 @@ class StageModule(nn.Module):
             vae_encode(vae, self._images(batch, "target"))
 
     def _noise(self, x0: torch.Tensor, gen: torch.Generator):
+        """Noised latents, the UNet's regression target (the noise, or the velocity for a
+        v-prediction model) and the timesteps."""
         sched = self.frozen.train_scheduler
         noise = torch.randn(x0.shape, generator=gen, device=gen.device).to(x0)
         t = torch.randint(0, sched.config.num_train_timesteps, (x0.shape[0],), generator=gen,
                           device=gen.device).to(x0.device)
-        return sched.add_noise(x0, noise, t), noise, t
+        target = sched.get_velocity(x0, noise, t) \
+            if sched.config.prediction_type == "v_prediction" else noise
+        return sched.add_noise(x0, noise, t), target, t
 
     def _condition(self, p: torch.Tensor, t: torch.Tensor, gen: torch.Generator):
         b, _, h, w = t.shape
@@ -104,14 +112,14 @@ class StageModule(nn.Module):
     def _match_noise(self, cond, gen: torch.Generator) -> torch.Tensor:
         return torch.randn(cond.latents.shape, generator=gen, device=gen.device)
 
-    def _target_loss(self, noisy, ts, text, net: ICControlNet, feats, noise) -> torch.Tensor:
+    def _target_loss(self, noisy, ts, text, net: ICControlNet, feats, target) -> torch.Tensor:
         """Denoising loss on the target half, with ``feats`` entering the frozen base UNet
         as ``net``'s ControlNet residuals (the profile half is known at inference)."""
         down, mid = net.residuals(feats)
         pred = self.pipe.unet(noisy, ts, encoder_hidden_states=text,
                               down_block_additional_residuals=down,
                               mid_block_additional_residual=mid).sample
-        return F.mse_loss(split(pred)[1].float(), split(noise)[1].float())
+        return F.mse_loss(split(pred)[1].float(), split(target)[1].float())
 
     def _save(self, path: Path, **trained) -> Path:
         """The frozen pipeline with the ``trained`` components swapped in."""
@@ -169,10 +177,10 @@ class BaseModule(StageModule):
 
     def forward(self, batch, gen):
         p, t = self._latents(batch)
-        noisy, noise, ts = self._noise(stitch(p, t), gen)
+        noisy, target, ts = self._noise(stitch(p, t), gen)
         pred = self.unet(noisy, ts, encoder_hidden_states=self.null_embedding(noisy.shape[0])
                          ).sample
-        loss = F.mse_loss(pred.float(), noise.float())
+        loss = F.mse_loss(pred.float(), target.float())
         return loss, {}
 
     def export(self, path: Path) -> Path:
@@ -192,10 +200,10 @@ class MatchingModule(StageModule):
         pipe = self.pipe
         p, t = self._latents(batch)
         cond = self._condition(p, t, gen)
-        noisy, noise, ts = self._noise(stitch(p, t), gen)
+        noisy, target, ts = self._noise(stitch(p, t), gen)
         text = pipe.encode_prompt(None, noisy.shape[0])
         feats = self.net(cond.control_input(noisy), ts, text)
-        denoise = self._target_loss(noisy, ts, text, self.net, feats, noise)
+        denoise = self._target_loss(noisy, ts, text, self.net, feats, target)
         logs = {"denoise": denoise.item()}
         loss = denoise
         if self.cfg.correspondence_loss > 0:
@@ -227,9 +235,9 @@ class AppearanceModule(StageModule):
         with torch.no_grad():  # the matching net is frozen: flows as at inference
             flows = compute_flows(pipe.matching_net, cond, text, pipe.scheduler.alphas_cumprod,
                                   self.cfg.match_timestep, self._match_noise(cond, gen))
-        noisy, noise, ts = self._noise(stitch(p, t), gen)
+        noisy, target, ts = self._noise(stitch(p, t), gen)
         feats = reference_features(self.net(cond.control_input(noisy), ts, text), flows)
-        return self._target_loss(noisy, ts, text, self.net, feats, noise), {}
+        return self._target_loss(noisy, ts, text, self.net, feats, target), {}
 
     def export(self, path: Path) -> Path:
         if self.cfg.lora_rank:
