@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 
@@ -164,3 +165,36 @@ def test_release_stores_fp16_and_keeps_notes(setup, tmp_path, capsys):
 
     with safe_open(str(out / "unet" / "diffusion_pytorch_model.safetensors"), "pt") as f:
         assert f.get_tensor(next(iter(f.keys()))).dtype == torch.float16
+
+
+@pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction"])
+def test_denoising_target_follows_the_schedulers_parameterisation(setup, tmp_path,
+                                                                   prediction_type):
+    pipe = ICPortraitPipeline.from_pretrained(setup / "init")
+    pipe.scheduler.register_to_config(prediction_type=prediction_type)
+    pipe.save_pretrained(tmp_path / "init")
+    stage = Stage(_cfg(setup, tmp_path, "base", init=str(tmp_path / "init")), "cpu")
+    x0 = torch.randn(3, 4, 8, 16)
+    noisy, target, t = stage.module._noise(x0, torch.Generator().manual_seed(0))
+    a = pipe.scheduler.alphas_cumprod[t].reshape(-1, 1, 1, 1)
+    noise = (noisy - a.sqrt() * x0) / (1 - a).sqrt()
+    expected = a.sqrt() * noise - (1 - a).sqrt() * x0 if prediction_type == "v_prediction" \
+        else noise
+    torch.testing.assert_close(target, expected, atol=1e-4, rtol=1e-4)
+    # A model of either kind trains, exports its kind, and samples.
+    result = _run(_cfg(setup, tmp_path, "base", init=str(tmp_path / "init")))
+    assert result["finished"]
+    out = ICPortraitPipeline.from_pretrained(tmp_path / "base" / "pipeline")
+    assert out.scheduler.config.prediction_type == prediction_type
+    image = out(torch.rand(3, 32, 32), torch.rand(3, 32, 32), num_inference_steps=2,
+                output_type="np", generator=torch.Generator().manual_seed(0)).images
+    assert np.isfinite(image).all()
+
+
+def test_unsupported_parameterisation_is_refused(setup, tmp_path):
+    pipe = ICPortraitPipeline.from_pretrained(setup / "init")
+    pipe.scheduler.register_to_config(prediction_type="sample")
+    pipe.save_pretrained(tmp_path / "init")
+    with pytest.raises(ICPortraitError, match="training supports epsilon, v_prediction "
+                                              "models, this one predicts 'sample'"):
+        Stage(_cfg(setup, tmp_path, "base", init=str(tmp_path / "init")), "cpu")
