@@ -6,6 +6,7 @@ import torch
 
 from icportrait.models.matching import (
     argmax_flow,
+    displacement_prior,
     cost_volume,
     flow_to_color,
     identity_flow,
@@ -119,3 +120,28 @@ def test_flow_picture():
     assert np.array_equal(arr[:, :64], arr[:, 64:])
     with pytest.raises(ValueError, match=r"\(2, h, w\)"):
         flow_picture(torch.zeros(3, 8, 8))
+
+
+def test_softmax_confidence_and_locality_prior():
+    src = _features(c=32, h=10, w=12, seed=5)
+    tgt = torch.roll(src, shifts=(0, 3), dims=(2, 3))
+    sharp = argmax_flow(src, tgt, temperature=0.05)
+    assert torch.equal(sharp.flow, argmax_flow(src, tgt).flow)  # same argmax without a prior
+    assert ((sharp.score > 0) & (sharp.score <= 1)).all() and sharp.score.mean() > 0.9
+    assert argmax_flow(src, tgt, temperature=1.0).score.mean() < sharp.score.mean()
+    # Uninformative features: the prior alone decides, and it says "no motion".
+    flat = torch.ones(1, 4, 6, 6)
+    m = argmax_flow(flat, flat, temperature=0.07, locality=2.0)
+    assert torch.equal(m.flow, identity_flow(1, 6, 6))
+    # A strong match three cells away survives a wide prior but not a very narrow one.
+    assert torch.equal(argmax_flow(src, tgt, temperature=0.05, locality=6.0).flow, sharp.flow)
+    narrow = argmax_flow(src, tgt, temperature=0.05, locality=0.3).flow
+    assert (narrow - identity_flow(1, 10, 12)).abs().max() < 3
+
+
+def test_displacement_prior_rows_and_scale():
+    full = displacement_prior((4, 4), (8, 8), sigma=1.0)
+    assert full.shape == (16, 64)
+    assert torch.equal(full[5:9], displacement_prior((4, 4), (8, 8), 1.0, rows=slice(5, 9)))
+    # Target cell (0, 0) of a 4 x 4 grid sits at (0.5, 0.5) of the 8 x 8 source grid.
+    assert torch.allclose(full[0].reshape(8, 8)[:2, :2], torch.full((2, 2), -0.25))

@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from icportrait.cli.common import AsJson, MaskRatio, Seed, progress_bar
-from icportrait.defaults import MASK_RATIO
+from icportrait.defaults import DESCRIPTOR_DIM, MASK_RATIO
 
 train_app = typer.Typer(help="Train every stage (accelerate; resumable).", no_args_is_help=True)
 
@@ -147,8 +147,13 @@ def train_matching(
         help="Pipeline folder of the (pretrained) base, or a Stable Diffusion 1.5 folder or "
              "single file.")],
     steps: Steps = 200, batch_size: Batch = 8, lr: Lr = 1e-4,
+    descriptor_dim: Annotated[int, typer.Option(
+        help="Channels of the matching descriptor head, trained with a dual-softmax loss on "
+             "ground-truth matches (0: the paper's variant, raw features, denoising loss).")
+    ] = DESCRIPTOR_DIM,
     correspondence_loss: Annotated[
-        float, typer.Option(help="Weight of the optional correspondence loss (0: off).")
+        float, typer.Option(help="Paper's variant: weight of the optional correspondence "
+                                 "loss (0: off).")
     ] = 0.0,
     mask_ratio: MaskRatio = MASK_RATIO,
     checkpoint_every: CheckpointEvery = 50,
@@ -156,7 +161,8 @@ def train_matching(
 ) -> None:
     """Train the matching net (base frozen) on cross-view pairs."""
     run_stage(shared, stage="matching", init=str(base), steps=steps, batch_size=batch_size,
-              lr=lr, correspondence_loss=correspondence_loss, mask_ratio=mask_ratio,
+              lr=lr, descriptor_dim=descriptor_dim, correspondence_loss=correspondence_loss,
+              mask_ratio=mask_ratio,
               checkpoint_every=checkpoint_every)
 
 

@@ -30,6 +30,7 @@ import torch
 from icportrait.defaults import EVAL_STEPS, MASK_RATIO
 from icportrait.errors import ICPortraitError
 from icportrait.evaluation.suites import Sample
+from icportrait.generation.portrait import confidence_of
 
 ABLATIONS = {
     "icportrait": {},
@@ -51,6 +52,7 @@ class MethodOutput:
     image: np.ndarray                       # H x W x 3 uint8, the template's frame
     flow: torch.Tensor | None = None        # (2, h, w) target -> profile[0], latent cells
     flow_ref: torch.Tensor | None = None    # (h, w) which reference each cell matched
+    confidence: torch.Tensor | None = None  # (h, w) of each match (descriptor nets)
     info: dict = field(default_factory=dict)
 
 
@@ -91,6 +93,7 @@ class ModelRunner:
             out = pipe(profile, sample.template, output_type="np", align_faces=real,
                        paste_back=real,
                        generator=torch.Generator(pipe.device).manual_seed(self.seed), **kwargs)
+            confidence = confidence_of(pipe, out)
         finally:
             pipe.matching_net = original
         image = (np.asarray(out.images[0]) * 255 + 0.5).clip(0, 255).astype(np.uint8)
@@ -101,7 +104,8 @@ class ModelRunner:
             image = cv2.resize(image, (w, h), interpolation=cv2.INTER_CUBIC)
         if out.flow is None:  # base-only: no matching was run
             return MethodOutput(image)
-        return MethodOutput(image, out.flow[0].cpu(), out.flow_ref[0].cpu())
+        return MethodOutput(image, out.flow[0].cpu(), out.flow_ref[0].cpu(),
+                            confidence=confidence)
 
 
 def run_baseline(name: str, sample: Sample, seed: int = 0) -> MethodOutput:

@@ -11,13 +11,15 @@ from icportrait.errors import ICPortraitError
 from icportrait.models.matching import flow_to_color, identity_flow
 
 
-def flow_picture(flow: torch.Tensor, size: int = 256, valid: torch.Tensor | None = None
-                 ) -> PIL.Image.Image:
-    """``[profile coordinates | target flow]`` side by side, like the paper's Figure 3.
+def flow_picture(flow: torch.Tensor, size: int = 256, valid: torch.Tensor | None = None,
+                 confidence: torch.Tensor | None = None) -> PIL.Image.Image:
+    """``[profile coordinates | target flow (| confidence)]`` side by side, like the paper's
+    Figure 3.
 
-    Left: each profile location in its own colour. Right: each target pixel painted with the
+    Left: each profile location in its own colour. Middle: each target pixel painted with the
     colour of the profile location it was matched to; a correct flow shows the profile's
-    colour layout rearranged into the target's pose. ``flow`` is ``(2, h, w)``.
+    colour layout rearranged into the target's pose. ``flow`` is ``(2, h, w)``. Right, when
+    ``confidence`` ``(h, w)`` in [0, 1] is given: the match's confidence, white = sure.
     """
     if flow.ndim != 3 or flow.shape[0] != 2:
         raise ValueError(f"expected a (2, h, w) flow, got {tuple(flow.shape)}")
@@ -26,8 +28,14 @@ def flow_picture(flow: torch.Tensor, size: int = 256, valid: torch.Tensor | None
     h, w = flow.shape[-2:]
     left = flow_to_color(identity_flow(1, h, w))
     right = flow_to_color(flow[None].float(), None if valid is None else valid[None])
-    both = torch.cat([left, right], dim=-1)
-    both = F.interpolate(both, size=(size, 2 * size), mode="nearest")[0]
+    panels = [left, right]
+    if confidence is not None:
+        c = confidence.detach().float().cpu().clamp(0, 1)
+        if c.shape != (h, w):
+            raise ValueError(f"confidence {tuple(c.shape)} does not match the flow's {(h, w)}")
+        panels.append(c.expand(1, 3, h, w))
+    both = torch.cat(panels, dim=-1)
+    both = F.interpolate(both, size=(size, len(panels) * size), mode="nearest")[0]
     arr = (both.permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
     return PIL.Image.fromarray(arr)
 

@@ -32,6 +32,7 @@ class Result:
     flow: torch.Tensor           # (2, h, w) target -> profile, latent cells
     template: np.ndarray         # the template actually used (relit or rendered)
     seconds: float
+    confidence: torch.Tensor | None = None  # (h, w) of each match, in [0, 1] or cosine
 
 
 def make_template(template: np.ndarray | None = None, pose: HeadPose | None = None,
@@ -61,4 +62,13 @@ def generate_portrait(pipe, profiles: list[np.ndarray], template: np.ndarray,
                paste_back=settings.paste_back, output_type="np",
                generator=torch.Generator(pipe.device).manual_seed(settings.seed))
     image = (np.asarray(out.images[0]) * 255 + 0.5).clip(0, 255).astype(np.uint8)
-    return Result(image, out.flow[0].cpu(), template, time.perf_counter() - t0)
+    return Result(image, out.flow[0].cpu(), template, time.perf_counter() - t0,
+                  confidence_of(pipe, out))
+
+
+def confidence_of(pipe, out) -> torch.Tensor | None:
+    """The first portrait's match confidence when the matching net gives one (a descriptor
+    net's softmax peak); the paper's variant's cosine score is not a confidence."""
+    if out.flow_score is None or not getattr(pipe.matching_net, "has_descriptor", False):
+        return None
+    return out.flow_score[0].cpu()

@@ -25,6 +25,8 @@ from diffusers.models.unets.unet_2d_blocks import (
 from diffusers.models.unets.unet_2d_condition import UNet2DConditionModel
 from torch import nn
 
+from icportrait.models.descriptor import HypercolumnHead
+
 # UNet config keys that change the encoder's behaviour in ways this branch does not mirror
 # (SDXL-style added embeddings, class conditioning, ...). A base with any of them is refused.
 _UNSUPPORTED = ("class_embed_type", "num_class_embeds", "addition_embed_type",
@@ -84,6 +86,9 @@ class ICControlNet(ModelMixin, ConfigMixin):
         use_linear_projection: bool = False,
         upcast_attention: bool = False,
         resnet_time_scale_shift: str = "default",
+        descriptor_dim: int = 0,
+        match_temperature: float = 0.07,
+        match_locality: float = 0.25,
     ):
         super().__init__()
         if len(block_out_channels) != len(down_block_types):
@@ -147,6 +152,31 @@ class ICControlNet(ModelMixin, ConfigMixin):
             raise ValueError(f"unsupported mid_block_type {mid_block_type!r}")
         self.zero_mid = _zero_conv(mid_ch)
         self.gradient_checkpointing = False
+        # A matching net may carry a descriptor head (models/descriptor.py): its flow is then
+        # the argmax of cos / match_temperature plus a Gaussian prior on displacement of
+        # match_locality x the half's width (aligned faces barely move); 0 = the paper's
+        # per-level argmax of raw features.
+        self.descriptor_head = HypercolumnHead(tuple(block_out_channels), descriptor_dim) \
+            if descriptor_dim else None
+
+    @property
+    def has_descriptor(self) -> bool:
+        return self.descriptor_head is not None
+
+    def descriptors(self, features: ControlFeatures) -> torch.Tensor:
+        """Unit matching descriptors ``(B, D, H, 2W)`` at the finest level."""
+        if self.descriptor_head is None:
+            raise ValueError("this control net has no descriptor head")
+        return self.descriptor_head(features.all())
+
+    def with_descriptor_head(self, dim: int) -> ICControlNet:
+        """A copy of this branch with a fresh descriptor head of ``dim`` (0: none)."""
+        net = type(self).from_config(self.config, descriptor_dim=dim)
+        encoder = {k: v for k, v in self.state_dict().items()
+                   if not k.startswith("descriptor_head.")}
+        net.load_state_dict(encoder, strict=False)
+        net.to(device=self.device)
+        return net if net.dtype == self.dtype else net.to(dtype=self.dtype)
 
     @classmethod
     def from_unet(cls, unet: UNet2DConditionModel, condition_channels: int | None = None,

@@ -26,7 +26,7 @@ DEFAULT_MAX_CHUNK_BYTES = 64 * 2**20
 @dataclass(frozen=True)
 class Match:
     flow: torch.Tensor   # (B, 2, H, W) float, source (x, y) per target pixel
-    score: torch.Tensor  # (B, H, W) cosine similarity of the best match (confidence)
+    score: torch.Tensor  # (B, H, W) confidence: softmax peak (descriptor nets) or cosine
     ref: torch.Tensor    # (B, H, W) long, which reference the match is in
 
     @property
@@ -57,15 +57,38 @@ def _chunk_size(n_source: int, batch: int, max_chunk_bytes: int) -> int:
     return max(1, max_chunk_bytes // (4 * max(1, n_source) * max(1, batch)))
 
 
+def displacement_prior(target_size: tuple[int, int], source_size: tuple[int, int],
+                       sigma: float, device=None, rows: slice = slice(None)) -> torch.Tensor:
+    """Log of a Gaussian prior on where a target cell's match lies: ``(H_t W_t, H_s W_s)``
+    (the target cells ``rows`` only), ``-d^2 / (2 sigma^2)`` with ``d`` the distance, in
+    source cells, from the target cell's own position (the "no motion" match, right for
+    aligned faces)."""
+    (ht, wt), (hs, ws) = target_size, source_size
+
+    def grid(h, w, sy, sx):
+        ys, xs = torch.meshgrid((torch.arange(h, device=device) + 0.5) * sy - 0.5,
+                                (torch.arange(w, device=device) + 0.5) * sx - 0.5,
+                                indexing="ij")
+        return torch.stack([xs.reshape(-1), ys.reshape(-1)], 1).float()
+
+    d2 = torch.cdist(grid(ht, wt, hs / ht, ws / wt)[rows], grid(hs, ws, 1.0, 1.0)) ** 2
+    return -d2 / (2 * sigma**2)
+
+
 def argmax_flow(
     source: torch.Tensor,
     target: torch.Tensor,
     max_chunk_bytes: int = DEFAULT_MAX_CHUNK_BYTES,
+    temperature: float | None = None,
+    locality: float | None = None,
 ) -> Match:
     """For each target pixel, the most similar source pixel over all references.
 
     ``source`` is ``(B, C, H_s, W_s)`` or ``(B, K, C, H_s, W_s)``; ``target`` is
-    ``(B, C, H_t, W_t)``. Similarity is cosine (features L2-normalised over channels).
+    ``(B, C, H_t, W_t)``. Similarity is cosine (features L2-normalised over channels). With a
+    ``temperature`` the logits are ``cos / temperature``, plus, with ``locality`` (the prior's
+    standard deviation in source cells), :func:`displacement_prior`; the score is then the
+    softmax probability of the chosen match (a confidence in [0, 1]), else the cosine.
     """
     src = _as_refs(source)
     b, k, c, hs, ws = src.shape
@@ -79,7 +102,16 @@ def argmax_flow(
     best_score, best_idx = [], []
     for start in range(0, ht * wt, chunk):
         sim = torch.bmm(t[:, start:start + chunk], s)  # (B, chunk, K Hs Ws)
-        score, idx = sim.max(dim=2)
+        if temperature is None:
+            score, idx = sim.max(dim=2)
+        else:
+            logits = sim / temperature
+            if locality:
+                logits = logits + displacement_prior(
+                    (ht, wt), (hs, ws), locality, t.device, slice(start, start + chunk)
+                ).repeat(1, k)
+            top, idx = logits.max(dim=2)
+            score = (top - logits.logsumexp(dim=2)).exp()
         best_score.append(score)
         best_idx.append(idx)
     score = torch.cat(best_score, 1).view(b, ht, wt)

@@ -1,8 +1,9 @@
 """Matching flows and reference features F_ref, the two halves of IC-Portrait's Figure 3.
 
 * :func:`compute_flows` is the one chain from a condition canvas to flows, used by the
-  pipeline, every training stage and validation: the canvas noised to a timestep
-  (:func:`matching_input`) -> matching net -> :func:`match_features`.
+  pipeline, every training stage and validation: the canvas (:func:`matching_condition`)
+  noised to a timestep (:func:`matching_input`) -> matching net -> its descriptors'
+  :func:`descriptor_flow`, or, for the paper's variant, :func:`match_features`.
 * :func:`match_features` turns the matching net's canvas features into one argmax flow per
   spatial resolution (layer-wise correlation of the profile half D_s and the target half D_t).
 * :func:`reference_features` warps the appearance net's profile-half features with the flow
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 import torch
 
-from icportrait.conditioning import Condition, noised, split
+from icportrait.conditioning import Condition, noised, prepare_condition, split
 from icportrait.errors import ICPortraitError
 from icportrait.models.control_net import ControlFeatures
 from icportrait.models.matching import DEFAULT_MAX_CHUNK_BYTES, Match, argmax_flow, warp
@@ -79,12 +80,46 @@ def matching_input(condition: Condition, alphas_cumprod: torch.Tensor, timestep:
     return condition.control_input(noisy), t
 
 
+def matching_condition(matching_net, profile: torch.Tensor, template: torch.Tensor,
+                       mask: torch.Tensor) -> Condition:
+    """What the matching net reads: a descriptor net the template whole (the flow only
+    selects profile features, so no template identity can leak through it); the paper's
+    variant the masked canvas it was trained on."""
+    if getattr(matching_net, "has_descriptor", False):
+        mask = torch.zeros_like(mask)
+    return prepare_condition(profile, template, mask)
+
+
+def descriptor_flow(matching_net, features: ControlFeatures, num_refs: int = 1,
+                    max_chunk_bytes: int = DEFAULT_MAX_CHUNK_BYTES) -> Match:
+    """The flow of a descriptor net: softmax argmax with its locality prior, and the
+    softmax peak as confidence."""
+    src, tgt = _halves(matching_net.descriptors(features), num_refs)
+    cfg = matching_net.config
+    return argmax_flow(src, tgt.mean(1), max_chunk_bytes, temperature=cfg.match_temperature,
+                       locality=cfg.match_locality * src.shape[-1])
+
+
+def flows_from_features(matching_net, features: ControlFeatures, num_refs: int = 1,
+                        levels: list[tuple[int, int]] | None = None) -> Flows:
+    """Flows from the matching net's features: one from its descriptors (when it has a
+    head), else one per level (:func:`match_features`)."""
+    if not getattr(matching_net, "has_descriptor", False):
+        return match_features(features, num_refs, levels)
+    m = descriptor_flow(matching_net, features, num_refs)
+    if levels is not None and list(map(tuple, levels)) != [m.size]:
+        raise ICPortraitError(f"this matching net matches once, at {m.size}; match_levels "
+                              "choose levels of matching nets without a descriptor head")
+    return {m.size: m}
+
+
 def compute_flows(matching_net, condition: Condition, text: torch.Tensor,
                   alphas_cumprod: torch.Tensor, timestep: int, noise: torch.Tensor,
                   num_refs: int = 1, levels: list[tuple[int, int]] | None = None) -> Flows:
-    """Matching flows target -> profile from ``condition`` noised to ``timestep``."""
+    """Matching flows target -> profile from ``condition`` (see :func:`matching_condition`)
+    noised to ``timestep``."""
     control, t = matching_input(condition, alphas_cumprod, timestep, noise)
-    return match_features(matching_net(control, t, text), num_refs, levels)
+    return flows_from_features(matching_net, matching_net(control, t, text), num_refs, levels)
 
 
 def flow_for(flows: Flows, size: tuple[int, int]) -> Match:

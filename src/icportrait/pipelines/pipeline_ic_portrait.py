@@ -52,7 +52,8 @@ from icportrait.models.reference import (
     Flows,
     compute_flows,
     finest,
-    match_features,
+    flows_from_features,
+    matching_condition,
     reference_features,
 )
 from icportrait.pipelines.image_inputs import as_image_list, to_model_batch, to_rgb_uint8
@@ -65,7 +66,7 @@ class ICPortraitPipelineOutput(BaseOutput):
     """``images``: one portrait per template. ``flow``: ``(B, 2, h, w)`` target -> profile
     flow at the finest matched level (see :mod:`icportrait.models.matching` for the
     convention), ``flow_ref`` ``(B, h, w)`` the reference each pixel matched, ``flow_score``
-    its cosine score, ``flows`` every level."""
+    its score (a descriptor net's softmax peak, the paper's variant's cosine), ``flows`` every level."""
 
     images: list[PIL.Image.Image] | np.ndarray | torch.Tensor
     flow: torch.Tensor | None = None
@@ -251,6 +252,9 @@ class ICPortraitPipeline(DiffusionPipeline):
         prof_bk = profile_lat.repeat(b, 1, 1, 1)
         condition = prepare_condition(prof_bk, template_lat.repeat_interleave(k, 0),
                                       mask.repeat_interleave(k, 0))
+        match_condition = matching_condition(self.matching_net, prof_bk,
+                                             template_lat.repeat_interleave(k, 0),
+                                             mask.repeat_interleave(k, 0))
         text = self.encode_prompt(prompt, b)
         ctrl_text = text.repeat_interleave(k, 0)
         null_text = self.encode_prompt(None, b) if guidance_scale > 1 else None
@@ -268,7 +272,7 @@ class ICPortraitPipeline(DiffusionPipeline):
         if use_reference and flow_mode == "cached":
             match_noise = randn_tensor((b, k * c, h, 2 * w), generator=generator, device=device,
                                        dtype=dtype).reshape(b * k, c, h, 2 * w)
-            flows = compute_flows(self.matching_net, condition, ctrl_text,
+            flows = compute_flows(self.matching_net, match_condition, ctrl_text,
                                   self.scheduler.alphas_cumprod, match_timestep, match_noise, k,
                                   match_levels)
         for i, t in enumerate(self.progress_bar(self.scheduler.timesteps)):
@@ -280,10 +284,13 @@ class ICPortraitPipeline(DiffusionPipeline):
             down_res = mid_res = None
             if use_reference:
                 canvas = stitch(prof_t, split(latents)[1].repeat_interleave(k, 0))
-                control_input = condition.control_input(self.scheduler.scale_model_input(canvas, t))
+                scaled = self.scheduler.scale_model_input(canvas, t)
+                control_input = condition.control_input(scaled)
                 if flow_mode == "per_step":
-                    flows = match_features(self.matching_net(control_input, t, ctrl_text), k,
-                                           match_levels)
+                    flows = flows_from_features(
+                        self.matching_net,
+                        self.matching_net(match_condition.control_input(scaled), t, ctrl_text),
+                        k, match_levels)
                 if residuals is None or i % appearance_every == 0:
                     feats = self.appearance_net(control_input, t, ctrl_text)
                     fref = reference_features(feats, flows, k, warp_profile=warp_profile)

@@ -7,7 +7,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from icportrait.defaults import MASK_RATIO, MATCH_TIMESTEP, check_mask_ratio
+from icportrait.defaults import DESCRIPTOR_DIM, MASK_RATIO, MATCH_TIMESTEP, check_mask_ratio
 from icportrait.errors import ICPortraitError
 
 STAGES = ("vae", "base", "matching", "appearance")
@@ -52,6 +52,7 @@ class TrainConfig:
     same_light: bool | None = None
     yaw_gap: tuple[float, float] = (0.0, 180.0)
     self_pairs: bool = False
+    descriptor_dim: int = DESCRIPTOR_DIM  # matching stage: head size, 0 = paper's variant
     correspondence_loss: float = 0.0
     correspondence_temperature: float = 0.07
     match_timestep: int = MATCH_TIMESTEP

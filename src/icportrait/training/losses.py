@@ -7,6 +7,7 @@ import torch.nn.functional as F
 
 from icportrait.conditioning import split
 from icportrait.models.control_net import ControlFeatures
+from icportrait.models.matching import displacement_prior
 
 
 def flow_at_level(flow: torch.Tensor, valid: torch.Tensor, size: tuple[int, int]
@@ -50,3 +51,42 @@ def correspondence_loss(features: ControlFeatures, flow: torch.Tensor, valid: to
     if not losses:
         return flow.new_zeros(())
     return torch.stack(losses).mean()
+
+
+def descriptor_loss(descriptors: torch.Tensor, flow: torch.Tensor, valid: torch.Tensor,
+                    temperature: float, locality: float, target_sigma: float = 0.5
+                    ) -> torch.Tensor:
+    """Symmetric (dual-softmax) InfoNCE of a descriptor net against ground-truth matches.
+
+    ``descriptors`` ``(B, D, h, 2w)`` are unit vectors on the canvas; ``flow`` ``(B, 2, S, S)``
+    target -> profile in image pixels with ``valid`` ``(B, S, S)`` (the target point is seen
+    in the profile). Logits are ``cos / temperature`` plus the inference-time locality prior
+    (``locality``: its standard deviation as a fraction of the half's width). Every valid
+    target cell's true source is a point between cell centres, so its target distribution is
+    a Gaussian of ``target_sigma`` cells around it; the loss is the cross-entropy of that
+    distribution under the softmax over profile cells (target -> profile) and under the
+    softmax over target cells (profile -> target), averaged.
+    """
+    src, tgt = split(descriptors.float())
+    b, d, h, w = src.shape
+    s_img = flow.shape[-1]
+    ys = ((torch.arange(h, device=flow.device) + 0.5) * s_img / h - 0.5).round().long()
+    xs = ((torch.arange(w, device=flow.device) + 0.5) * s_img / w - 0.5).round().long()
+    f = flow[:, :, ys][:, :, :, xs].reshape(b, 2, h * w)        # at target cell centres
+    ok = valid[:, ys][:, :, xs].reshape(b, h * w)
+    if not ok.any():
+        return descriptors.new_zeros(())
+    true_x = (f[:, 0] + 0.5) * w / s_img - 0.5                   # in profile cells
+    true_y = (f[:, 1] + 0.5) * h / s_img - 0.5
+    cy, cx = torch.meshgrid(torch.arange(h, device=flow.device, dtype=torch.float32),
+                            torch.arange(w, device=flow.device, dtype=torch.float32),
+                            indexing="ij")
+    d2 = (cx.reshape(1, 1, -1) - true_x[..., None]) ** 2 + \
+         (cy.reshape(1, 1, -1) - true_y[..., None]) ** 2          # (B, T, S)
+    soft = torch.softmax(-d2 / (2 * target_sigma**2), dim=2)
+    logits = torch.einsum("bdt,bds->bts", tgt.reshape(b, d, -1), src.reshape(b, d, -1))
+    logits = logits / temperature + displacement_prior((h, w), (h, w), locality * w,
+                                                       flow.device)
+    rows = -(soft * torch.log_softmax(logits, dim=2)).sum(2)      # target -> profile
+    cols = -(soft * torch.log_softmax(logits, dim=1)).sum(2)      # profile -> target
+    return 0.5 * (rows[ok].mean() + cols[ok].mean())

@@ -34,13 +34,18 @@ from icportrait.data.images import image_dataset, photo_validation_sets
 from icportrait.data.pairs import collate, pair_dataset
 from icportrait.errors import ICPortraitError
 from icportrait.models.control_net import ICControlNet
-from icportrait.models.reference import compute_flows, matching_input, reference_features
+from icportrait.models.reference import (
+    compute_flows,
+    matching_condition,
+    matching_input,
+    reference_features,
+)
 from icportrait.pipelines.pipeline_ic_portrait import ICPortraitPipeline
 from icportrait.specs import assemble_pipeline, build_components
 from icportrait.store import load_for_training, save_pipeline
 from icportrait.training.config import TrainConfig
 from icportrait.training.lora import add_lora, merged_unet
-from icportrait.training.losses import correspondence_loss
+from icportrait.training.losses import correspondence_loss, descriptor_loss
 
 # What the UNet may be trained to predict (diffusers' scheduler ``prediction_type``).
 PREDICTION_TYPES = ("epsilon", "v_prediction")
@@ -194,11 +199,21 @@ class BaseModule(StageModule):
 class MatchingModule(StageModule):
     def __init__(self, cfg, frozen):
         super().__init__(cfg, frozen)
-        self.net: ICControlNet = frozen.pipe.matching_net.requires_grad_(True).train()
+        net = frozen.pipe.matching_net
+        if net.config.descriptor_dim != cfg.descriptor_dim:
+            with torch.random.fork_rng():  # a fresh head, the same for every run of a seed
+                torch.manual_seed(cfg.seed)
+                net = net.with_descriptor_head(cfg.descriptor_dim)
+        self.net: ICControlNet = net.requires_grad_(True).train()
+        if net.has_descriptor:  # its residuals are never used: keep DDP from waiting on them
+            net.zero_convs.requires_grad_(False)
+            net.zero_mid.requires_grad_(False)
 
     def forward(self, batch, gen):
         pipe = self.pipe
         p, t = self._latents(batch)
+        if self.net.has_descriptor:
+            return self._descriptor_loss(batch, p, t, gen)
         cond = self._condition(p, t, gen)
         noisy, target, ts = self._noise(stitch(p, t), gen)
         text = pipe.encode_prompt(None, noisy.shape[0])
@@ -215,6 +230,19 @@ class MatchingModule(StageModule):
             loss = loss + self.cfg.correspondence_loss * corr
             logs["correspondence"] = corr.item()
         return loss, logs
+
+    def _descriptor_loss(self, batch, p, t, gen):
+        """The descriptor net is trained on what it matches at inference: the template
+        whole, noised to the matching timestep; the loss is on its flow's logits."""
+        cond = matching_condition(self.net, p, t, torch.zeros_like(t[:, :1]))
+        ci, tm = matching_input(cond, self.pipe.scheduler.alphas_cumprod,
+                                self.cfg.match_timestep, self._match_noise(cond, gen))
+        text = self.pipe.encode_prompt(None, p.shape[0])
+        cfg = self.net.config
+        loss = descriptor_loss(self.net.descriptors(self.net(ci, tm, text)),
+                               batch["flow"].to(p.device), batch["valid"].to(p.device),
+                               cfg.match_temperature, cfg.match_locality)
+        return loss, {"descriptor": loss.item()}
 
     def export(self, path: Path) -> Path:
         return self._save(path, matching_net=self.net)
@@ -233,8 +261,9 @@ class AppearanceModule(StageModule):
         cond = self._condition(p, t, gen)
         text = pipe.encode_prompt(None, p.shape[0])
         with torch.no_grad():  # the matching net is frozen: flows as at inference
-            flows = compute_flows(pipe.matching_net, cond, text, pipe.scheduler.alphas_cumprod,
-                                  self.cfg.match_timestep, self._match_noise(cond, gen))
+            mcond = matching_condition(pipe.matching_net, p, t, split(cond.mask)[1])
+            flows = compute_flows(pipe.matching_net, mcond, text, pipe.scheduler.alphas_cumprod,
+                                  self.cfg.match_timestep, self._match_noise(mcond, gen))
         noisy, target, ts = self._noise(stitch(p, t), gen)
         feats = reference_features(self.net(cond.control_input(noisy), ts, text), flows)
         return self._target_loss(noisy, ts, text, self.net, feats, target), {}
@@ -279,7 +308,8 @@ class Stage:
         else:
             # Ground-truth flow costs time per item; only the correspondence loss and
             # matching validation (PCK) read it.
-            needs_flow = cfg.stage == "matching" and cfg.correspondence_loss > 0
+            needs_flow = cfg.stage == "matching" and (cfg.descriptor_dim > 0
+                                                      or cfg.correspondence_loss > 0)
             pairs = dict(same_light=cfg.same_light, yaw_gap=cfg.yaw_gap,
                          include_self=cfg.self_pairs, size=size)
             self.dataset = pair_dataset(cfg.data, seed=cfg.seed, with_flow=needs_flow, **pairs)

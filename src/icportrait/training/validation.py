@@ -8,12 +8,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from icportrait.conditioning import default_patch_size, patch_mask, prepare_condition, vae_encode
+from icportrait.conditioning import default_patch_size, patch_mask, vae_encode
+from icportrait.models.matching import identity_flow
 from icportrait.data.pairs import collate
 from icportrait.defaults import MASK_RATIO, MATCH_TIMESTEP, VALIDATION_STEPS
 from icportrait.evaluation.image_metrics import psnr
 from icportrait.io import save_image
-from icportrait.models.reference import compute_flows, finest
+from icportrait.models.reference import compute_flows, finest, matching_condition
 
 # PCK threshold: 5% of the face width. Synthetic renders frame the face like the canonical
 # crop, where the face (cheek to cheek) spans about half the image width.
@@ -45,8 +46,7 @@ def matching_pck(pipe, matching_net, items: list[dict], match_timestep: int = MA
     """
     if source not in ("condition", "first_step"):
         raise ValueError(f"source must be 'condition' or 'first_step', got {source!r}")
-    correct = total = 0
-    errors = []
+    errors, still = [], []
     g = torch.Generator().manual_seed(seed)
     alphas = pipe.scheduler.alphas_cumprod
     t_match = match_timestep if source == "condition" else len(alphas) - 1
@@ -56,7 +56,7 @@ def matching_pck(pipe, matching_net, items: list[dict], match_timestep: int = MA
         p, t = vae_encode(pipe.vae, prof), vae_encode(pipe.vae, tgt)
         h, w = t.shape[-2:]
         mask = patch_mask(1, h, w, mask_ratio, default_patch_size(h), g, t.device)
-        cond = prepare_condition(p, t, mask)
+        cond = matching_condition(matching_net, p, t, mask)
         noise = torch.randn(cond.latents.shape, generator=g)
         m = finest(compute_flows(matching_net, cond, pipe.encode_prompt(None, 1), alphas,
                                  t_match, noise))
@@ -68,13 +68,20 @@ def matching_pck(pipe, matching_net, items: list[dict], match_timestep: int = MA
         gt = it["flow"][:, ys][:, :, xs]
         ok = it["valid"][ys][:, xs]
         pred = (m.flow[0].cpu() + 0.5) * scale - 0.5
-        err = torch.linalg.vector_norm(pred - gt, dim=0)[ok]
-        errors.append(err)
-        correct += int((err <= threshold * FACE_WIDTH_OF_IMAGE * size).sum())
-        total += int(ok.sum())
-    all_err = torch.cat(errors) if errors else torch.zeros(0)
-    return {"pck": round(correct / max(total, 1), 4), "cells": total,
-            "median_error_px": round(float(all_err.median()), 3) if total else None}
+        errors.append(torch.linalg.vector_norm(pred - gt, dim=0)[ok])
+        # "No motion": every target cell taken from the same place in the profile.
+        here = (identity_flow(1, lh, lw)[0] + 0.5) * scale - 0.5
+        still.append(torch.linalg.vector_norm(here - gt, dim=0)[ok])
+    err = torch.cat(errors) if errors else torch.zeros(0)
+    err0 = torch.cat(still) if still else torch.zeros(0)
+    px = threshold * FACE_WIDTH_OF_IMAGE * size if items else 1.0
+
+    def pck(e, factor=1.0):
+        return round(float((e <= factor * px).float().mean()), 4) if len(e) else 0.0
+
+    return {"pck": pck(err), "pck10": pck(err, 2.0), "cells": len(err),
+            "median_error_px": round(float(err.median()), 3) if len(err) else None,
+            "no_motion_pck": pck(err0), "no_motion_pck10": pck(err0, 2.0)}
 
 
 def validate_stage(stage, module, folder: Path, step: int, n: int = 8) -> dict:
