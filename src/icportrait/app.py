@@ -152,7 +152,8 @@ class _Handlers:
         result = self.run(profiles, names, template, settings, f"the {what}")
         out = self.folder()
         portrait = save_image(result.image, out / "portrait.png")
-        flow = save_image(np.asarray(flow_picture(result.flow, confidence=result.confidence)), out / "flow.png")
+        flow = save_image(np.asarray(flow_picture(result.flow, confidence=result.confidence)),
+                          out / "flow.png")
         used = save_image(result.template, out / "template.png")
         source = "your template photo" if photo is not None else \
             f"pose yaw {pose.yaw:+g}° pitch {pose.pitch:+g}° roll {pose.roll:+g}°"

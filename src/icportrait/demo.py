@@ -78,7 +78,8 @@ def _generation(out: Path, model: Path | None, steps: int, say) -> dict:
     save_image(paste_back(placed.aligned, portrait.image, template, mask=placed.mask),
                out / "portrait_pasted.png")
     save_image(portrait.image, out / "portrait.png")
-    save_image(np.asarray(flow_picture(portrait.flow, confidence=portrait.confidence)), out / "flow.png")
+    save_image(np.asarray(flow_picture(portrait.flow, confidence=portrait.confidence)),
+               out / "flow.png")
     res["portrait"] = {"profile": PROFILE, "template": TEMPLATE,
                        "seconds": round(portrait.seconds, 3)}
     say("pose sweep")

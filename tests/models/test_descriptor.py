@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from icportrait.conditioning import split, stitch
-from icportrait.models.control_net import ControlFeatures, ICControlNet
+from icportrait.models.control_net import ICControlNet
 from icportrait.models.descriptor import HypercolumnHead, deepest_per_resolution
 from icportrait.models.matching import identity_flow
 from icportrait.models.reference import descriptor_flow, flows_from_features

@@ -6,8 +6,8 @@ import torch
 
 from icportrait.models.matching import (
     argmax_flow,
-    displacement_prior,
     cost_volume,
+    displacement_prior,
     flow_to_color,
     identity_flow,
     mutual_nearest_mask,

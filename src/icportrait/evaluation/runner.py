@@ -141,7 +141,8 @@ def _run_one(method: str, sample: Sample, runner: ModelRunner | None, seed: int,
     if result.flow is not None:
         from icportrait.generation.pictures import flow_picture
 
-        save_image(np.asarray(flow_picture(result.flow, confidence=result.confidence)), path.with_name(f"{sample.id}-flow.png"))
+        save_image(np.asarray(flow_picture(result.flow, confidence=result.confidence)),
+                   path.with_name(f"{sample.id}-flow.png"))
     atomic_write_text(path, json.dumps(d) + "\n")  # written last: marks the pair done
     return d
 

@@ -85,7 +85,8 @@ class PortraitRun:
             result = generate_portrait(self.pipe, self.profiles, tmpl, self.settings)
         save_image(result.image, output)
         if save_flow is not None:
-            save_image(np.asarray(flow_picture(result.flow, confidence=result.confidence)), save_flow)
+            save_image(np.asarray(flow_picture(result.flow, confidence=result.confidence)),
+                       save_flow)
         sidecar = {**self.info, **(extra or {}), "seconds_generate": round(result.seconds, 3)}
         atomic_write_text(output.with_suffix(".json"), json.dumps(sidecar, indent=2) + "\n")
         self.say(f"wrote {output} ({result.seconds:.1f} s)")

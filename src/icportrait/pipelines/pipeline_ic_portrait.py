@@ -66,7 +66,8 @@ class ICPortraitPipelineOutput(BaseOutput):
     """``images``: one portrait per template. ``flow``: ``(B, 2, h, w)`` target -> profile
     flow at the finest matched level (see :mod:`icportrait.models.matching` for the
     convention), ``flow_ref`` ``(B, h, w)`` the reference each pixel matched, ``flow_score``
-    its score (a descriptor net's softmax peak, the paper's variant's cosine), ``flows`` every level."""
+    its score (a descriptor net's softmax peak, the paper's variant's cosine), ``flows``
+    every level."""
 
     images: list[PIL.Image.Image] | np.ndarray | torch.Tensor
     flow: torch.Tensor | None = None

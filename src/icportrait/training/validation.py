@@ -9,11 +9,11 @@ import numpy as np
 import torch
 
 from icportrait.conditioning import default_patch_size, patch_mask, vae_encode
-from icportrait.models.matching import identity_flow
 from icportrait.data.pairs import collate
 from icportrait.defaults import MASK_RATIO, MATCH_TIMESTEP, VALIDATION_STEPS
 from icportrait.evaluation.image_metrics import psnr
 from icportrait.io import save_image
+from icportrait.models.matching import identity_flow
 from icportrait.models.reference import compute_flows, finest, matching_condition
 
 # PCK threshold: 5% of the face width. Synthetic renders frame the face like the canonical
