@@ -204,3 +204,27 @@ def test_pose_error_on_a_known_offset():
     assert got["roll_error"] == pytest.approx(10, abs=3)
     assert got["pitch_error"] < 5
     assert got["id_to_profile"] < 0.6  # the same neutral head, turned
+
+
+def test_landmark_flow_scores_on_a_real_pair(astronaut, grace_hopper):
+    from icportrait.models.matching import identity_flow
+
+    same = suites.Sample("a-a", [astronaut], astronaut, "astronaut", "astronaut")
+    still = identity_flow(1, 32, 32)[0]
+    s = scoring.landmark_flow_scores(still, same, size=128)
+    # The same photo on both sides: "no motion" (and the model's flow, here also no motion)
+    # and the mesh flow put every point on itself.
+    assert s["landmark_pck5"] == s["landmark_pck5_no_motion"] == 1.0
+    assert s["landmark_pck5_mesh"] > 0.95
+    scattered = torch.randint(0, 32, (2, 32, 32), generator=torch.Generator().manual_seed(0))
+    assert scoring.landmark_flow_scores(scattered.float(), same, 128)["landmark_pck10"] < 0.2
+    other = suites.Sample("a-h", [grace_hopper], astronaut, "hopper", "astronaut")
+    t = scoring.landmark_flow_scores(still, other, size=128)
+    assert 0.0 < t["landmark_pck5_no_motion"] < t["landmark_pck10_no_motion"] <= 1.0
+    assert t["landmark_pck5_mesh"] > t["landmark_pck5_no_motion"]
+    assert scoring.landmark_flow_scores(still, TINY_SAMPLE_SYNTHETIC, 128) == {}
+
+
+TINY_SAMPLE_SYNTHETIC = suites.Sample("s", [np.zeros((8, 8, 3), np.uint8)],
+                                      np.zeros((8, 8, 3), np.uint8), "i", "j",
+                                      truth=np.zeros((8, 8, 3), np.uint8))

@@ -72,11 +72,17 @@ class ModelRunner:
         self.pipe, self.steps, self.seed = pipe, steps, seed
         self._zero_shot = None
 
+    @property
+    def resolution(self) -> int:
+        return self.pipe.resolution
+
     def zero_shot_net(self):
         """The untrained matching net: the base UNet's encoder (what ``train matching``
-        starts from)."""
+        starts from), matching raw features (no descriptor head)."""
         if self._zero_shot is None:
             net = copy.deepcopy(self.pipe.matching_net)
+            if net.has_descriptor:
+                net = net.with_descriptor_head(0)
             net.load_encoder_from(self.pipe.unet)
             self._zero_shot = net
         return self._zero_shot

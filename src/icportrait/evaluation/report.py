@@ -28,7 +28,13 @@ COLUMNS = (
     ("shading_error", "shading err", "low"),
     ("brisque", "BRISQUE", "low"),
     ("flow_pck", "flow PCK", "high"),
+    ("flow_pck10", "flow PCK@10%", "high"),
     ("flow_epe", "flow EPE px", "low"),
+    ("flow_pck_no_motion", "no-motion PCK", "high"),
+    ("landmark_pck5", "landmark PCK@5%", "high"),
+    ("landmark_pck10", "landmark PCK@10%", "high"),
+    ("landmark_pck5_no_motion", "no-motion lm PCK@5%", "high"),
+    ("landmark_pck5_mesh", "mesh lm PCK@5%", "high"),
     ("seconds", "s / image", "low"),
     ("peak_rss_mb", "peak MB", "low"),
 )

@@ -38,7 +38,9 @@ from icportrait.io import atomic_write_text, save_image
 SUMMARY_KEYS = ("face_detected", "id_to_profile", "id_to_truth", "id_to_template", "rank1",
                 "yaw_error", "pitch_error", "roll_error", "psnr", "face_psnr", "ssim",
                 "ms_ssim", "light_direction_error", "shading_error", "brisque", "flow_pck",
-                "flow_epe", "seconds", "peak_rss_mb")
+                "flow_pck10", "flow_epe", "flow_pck_no_motion", "flow_pck10_no_motion",
+                *(f"landmark_pck{n}{b}" for b in ("", "_no_motion", "_mesh") for n in (5, 10)),
+                "seconds", "peak_rss_mb")
 
 
 def _reset_peak_memory() -> None:
@@ -135,7 +137,9 @@ def _run_one(method: str, sample: Sample, runner: ModelRunner | None, seed: int,
          **scoring.face_scores(face, readings["profile"], readings["template"],
                                readings["truth"]),
          **scoring.image_scores(result.image, sample),
-         **scoring.flow_scores(result.flow, result.flow_ref, sample)}
+         **scoring.flow_scores(result.flow, result.flow_ref, sample),
+         **(scoring.landmark_flow_scores(result.flow, sample, runner.resolution)
+            if runner is not None and result.flow is not None else {})}
     d["embedding"] = None if face is None else [round(float(x), 5) for x in face.embedding]
     save_image(result.image, path.with_suffix(".png"))
     if result.flow is not None:
