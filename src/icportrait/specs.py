@@ -85,9 +85,10 @@ TINY = ModelSpec(
         norm_num_groups=32,
     ),
     null_seq_len=4,
-    # v-prediction: in 12 latent channels an epsilon-UNet's small noise errors at high noise
-    # levels are amplified ~7x into its clean-image estimate, and samples stayed noise
-    # (docs/autoencoder.md); a velocity target keeps that estimate's error at its own size.
+    # v-prediction: an epsilon-UNet's noise error at high noise levels is amplified by
+    # sqrt((1 - a) / a) (5x at t = 800, 11x at t = 950) into its clean-image estimate; in 12
+    # latent channels its samples stayed noise (docs/autoencoder.md). A velocity target keeps
+    # that estimate's error at its own size.
     scheduler=dict(SD_SCHEDULER, prediction_type="v_prediction"),
 )
 

@@ -126,17 +126,29 @@ def test_softmax_confidence_and_locality_prior():
     src = _features(c=32, h=10, w=12, seed=5)
     tgt = torch.roll(src, shifts=(0, 3), dims=(2, 3))
     sharp = argmax_flow(src, tgt, temperature=0.05)
-    assert torch.equal(sharp.flow, argmax_flow(src, tgt).flow)  # same argmax without a prior
+    # The same argmax without a prior, refined by less than half a cell.
+    assert torch.equal(sharp.flow.round(), argmax_flow(src, tgt).flow)
+    assert (sharp.flow - sharp.flow.round()).abs().max() < 0.5
     assert ((sharp.score > 0) & (sharp.score <= 1)).all() and sharp.score.mean() > 0.9
     assert argmax_flow(src, tgt, temperature=1.0).score.mean() < sharp.score.mean()
     # Uninformative features: the prior alone decides, and it says "no motion".
     flat = torch.ones(1, 4, 6, 6)
     m = argmax_flow(flat, flat, temperature=0.07, locality=2.0)
-    assert torch.equal(m.flow, identity_flow(1, 6, 6))
+    assert torch.equal(m.flow.round(), identity_flow(1, 6, 6))
     # A strong match three cells away survives a wide prior but not a very narrow one.
-    assert torch.equal(argmax_flow(src, tgt, temperature=0.05, locality=6.0).flow, sharp.flow)
+    wide = argmax_flow(src, tgt, temperature=0.05, locality=6.0).flow
+    assert torch.equal(wide.round(), sharp.flow.round())
     narrow = argmax_flow(src, tgt, temperature=0.05, locality=0.3).flow
     assert (narrow - identity_flow(1, 10, 12)).abs().max() < 3
+
+
+def test_subcell_refinement_lands_between_cells():
+    src = torch.nn.functional.normalize(_features(c=64, h=6, w=8, seed=6), dim=1)
+    # Target cell (2, 3) looks like the mean of source cells (2, 4) and (2, 5).
+    tgt = src.clone()
+    tgt[..., 2, 3] = (src[..., 2, 4] + src[..., 2, 5]) / 2
+    m = argmax_flow(src, tgt, temperature=0.1)
+    assert 4.3 < float(m.flow[0, 0, 2, 3]) < 4.7 and abs(float(m.flow[0, 1, 2, 3]) - 2) < 0.1
 
 
 def test_displacement_prior_rows_and_scale():

@@ -88,7 +88,9 @@ def argmax_flow(
     ``(B, C, H_t, W_t)``. Similarity is cosine (features L2-normalised over channels). With a
     ``temperature`` the logits are ``cos / temperature``, plus, with ``locality`` (the prior's
     standard deviation in source cells), :func:`displacement_prior`; the score is then the
-    softmax probability of the chosen match (a confidence in [0, 1]), else the cosine.
+    softmax probability of the chosen match (a confidence in [0, 1]), and the flow is refined
+    below a cell by the softmax around the match (:func:`_subcell_offset`); without a
+    temperature the score is the cosine and the flow integral.
     """
     src = _as_refs(source)
     b, k, c, hs, ws = src.shape
@@ -99,7 +101,7 @@ def argmax_flow(
     s = F.normalize(src.float().permute(0, 2, 1, 3, 4).reshape(b, c, k * hs * ws), dim=1)
     t = F.normalize(target.float().reshape(b, c, ht * wt), dim=1).transpose(1, 2)
     chunk = _chunk_size(k * hs * ws, b, max_chunk_bytes)
-    best_score, best_idx = [], []
+    best_score, best_idx, offsets = [], [], []
     for start in range(0, ht * wt, chunk):
         sim = torch.bmm(t[:, start:start + chunk], s)  # (B, chunk, K Hs Ws)
         if temperature is None:
@@ -112,6 +114,7 @@ def argmax_flow(
                 ).repeat(1, k)
             top, idx = logits.max(dim=2)
             score = (top - logits.logsumexp(dim=2)).exp()
+            offsets.append(_subcell_offset(logits, idx, hs, ws))
         best_score.append(score)
         best_idx.append(idx)
     score = torch.cat(best_score, 1).view(b, ht, wt)
@@ -119,7 +122,24 @@ def argmax_flow(
     ref = idx // (hs * ws)
     pix = idx % (hs * ws)
     flow = torch.stack([(pix % ws).float(), (pix // ws).float()], dim=1)
+    if offsets:
+        flow = flow + torch.cat(offsets, 1).view(b, ht, wt, 2).permute(0, 3, 1, 2)
     return Match(flow.to(target.dtype) if target.is_floating_point() else flow, score, ref)
+
+
+def _subcell_offset(logits: torch.Tensor, idx: torch.Tensor, hs: int, ws: int
+                    ) -> torch.Tensor:
+    """``(B, n, 2)`` sub-cell refinement (x, y) of argmax matches: the softmax-weighted mean
+    offset over the 3 x 3 cells around each match, in its reference (edges clamped)."""
+    base = idx - idx % (hs * ws)
+    y, x = (idx % (hs * ws)) // ws, idx % ws
+    d = torch.tensor([-1, 0, 1], device=idx.device)
+    ny = (y[..., None, None] + d[:, None]).clamp(0, hs - 1).expand(*y.shape, 3, 3)
+    nx = (x[..., None, None] + d[None, :]).clamp(0, ws - 1).expand(*x.shape, 3, 3)
+    near = torch.gather(logits, 2, (base[..., None, None] + ny * ws + nx).flatten(2))
+    w = torch.softmax(near, dim=2).view(*idx.shape, 3, 3)
+    return torch.stack([(w * (nx - x[..., None, None])).sum((2, 3)),
+                        (w * (ny - y[..., None, None])).sum((2, 3))], dim=-1).float()
 
 
 def mutual_nearest_mask(
@@ -136,7 +156,9 @@ def mutual_nearest_mask(
     reverse = argmax_flow(target, stacked, max_chunk_bytes)
     back_x = reverse.flow[:, 0].reshape(b, -1).long()
     back_y = reverse.flow[:, 1].reshape(b, -1).long()
-    src_index = match.ref * hs * ws + match.flow[:, 1].long() * ws + match.flow[:, 0].long()
+    fx = match.flow[:, 0].round().long().clamp(0, ws - 1)  # refined flows lie between cells
+    fy = match.flow[:, 1].round().long().clamp(0, hs - 1)
+    src_index = match.ref * hs * ws + fy * ws + fx
     bx = torch.gather(back_x, 1, src_index.view(b, -1)).view(b, ht, wt)
     by = torch.gather(back_y, 1, src_index.view(b, -1)).view(b, ht, wt)
     ys, xs = torch.meshgrid(torch.arange(ht, device=bx.device), torch.arange(wt, device=bx.device),
