@@ -7,6 +7,7 @@ import shutil
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from icportrait.cli import main
@@ -203,3 +204,31 @@ def test_cli_synth_check_preview(tmp_path, capsys):
 def test_preview_grid_shape(dataset):
     grid = preview_grid(dataset, identities=2, columns=4)
     assert grid.shape == (2 * 64, 4 * 64, 3)
+
+
+def test_cross_identity_templates_need_shared_views(dataset, tmp_path):
+    own = PairDataset(dataset, cross_identity=1.0)
+    item = own[0]
+    assert torch.equal(item["template"], item["target"])  # no shared views: the truth itself
+    generate(tmp_path, SynthConfig(**{**CFG.to_json(), "extra": {"shared_views": True}}))
+    shared = SynthDataset(tmp_path)
+    assert shared.shared_views and not SynthDataset(dataset).shared_views
+    np.testing.assert_array_equal(shared.pose(0, 1), shared.pose(1, 1))
+    pairs = PairDataset(shared, cross_identity=0.5, seed=3)
+    crossed = 0
+    for idx in range(len(pairs)):
+        it = pairs[idx]
+        i, j = it["identity"], it["template_identity"]
+        if j == i:
+            assert torch.equal(it["template"], it["target"])
+            continue
+        crossed += 1
+        expected = shared.image(j, it["target_view"], it["target_light"])
+        assert np.array_equal((it["template"].permute(1, 2, 0) * 255).round().byte().numpy(),
+                              expected)
+    assert 0.3 < crossed / len(pairs) < 0.7
+    assert [pairs[k]["template_identity"] for k in range(5)] == \
+        [PairDataset(shared, cross_identity=0.5, seed=3)[k]["template_identity"]
+         for k in range(5)]
+    with pytest.raises(ICPortraitError, match="cross_identity must be in"):
+        PairDataset(shared, cross_identity=1.5)

@@ -220,3 +220,15 @@ def test_descriptor_matching_net_learns(setup, tmp_path):
     loss1, pck1 = measure(stage.module)
     assert loss1 < loss0 - 0.3, (loss0, loss1)
     assert pck1 > pck0, (pck0, pck1)
+
+
+def test_appearance_trains_on_cross_identity_triplets(setup, tmp_path):
+    data = tmp_path / "shared"
+    generate(data, SynthConfig(identities=2, views=2, lights=2, size=32, seed=3,
+                               extra={"shared_views": True}))
+    cfg = _cfg(setup, tmp_path, "appearance", data=[str(data)], cross_identity=1.0)
+    stage = Stage(cfg, "cpu")
+    item = stage.dataset[0]
+    assert item["template_identity"] != item["identity"]
+    assert not torch.equal(item["template"], item["target"])
+    assert _run(cfg)["finished"]

@@ -42,6 +42,10 @@ def data_synth(
     source: Annotated[
         str, typer.Option(help="procedural, or photos:DIR to lift your own portraits.")
     ] = "procedural",
+    shared_views: Annotated[bool, typer.Option(
+        help="Every identity in the same poses and lights, so that view v / light l of one "
+             "identity is the exact template for another (cross-identity training triplets)."
+    )] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary.")] = False,
 ) -> None:
     """Render identities x views x lights with ground-truth geometry into sharded files."""
@@ -49,7 +53,8 @@ def data_synth(
 
     cfg = SynthConfig(identities=identities, views=views, lights=lights, size=size, seed=seed,
                       yaw=_range(yaw, "yaw"), pitch=_range(pitch, "pitch"),
-                      roll=_range(roll, "roll"), per_shard=per_shard, source=source)
+                      roll=_range(roll, "roll"), per_shard=per_shard, source=source,
+                      extra={"shared_views": True} if shared_views else {})
     part = parse_shard(shard)
     if source != "procedural" and not source.startswith("photos:"):
         raise ICPortraitError(f"--source must be 'procedural' or 'photos:DIR', got {source!r}")

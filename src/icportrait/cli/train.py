@@ -171,6 +171,10 @@ def train_appearance(
     matching: Annotated[Path, typer.Option(help="Pipeline folder from `train matching`.")],
     steps: Steps = 10000, batch_size: Batch = 8, lr: Lr = 1e-4,
     self_pairs: Annotated[bool, typer.Option(help="Also train on self-pairs.")] = True,
+    cross_identity: Annotated[float, typer.Option(
+        help="Share of pairs whose template is another identity in the target's view and "
+             "light (needs data made with `data synth --shared-views`); 0: the template is "
+             "the truth itself.")] = 0.0,
     lora_rank: Annotated[int, typer.Option(
         help="Also train LoRA adapters of this rank on the base UNet (0: base frozen).")] = 0,
     mask_ratio: MaskRatio = MASK_RATIO,
@@ -180,7 +184,8 @@ def train_appearance(
 ) -> None:
     """Train the appearance net (matching net and base frozen): lighting-aware stitching."""
     run_stage(shared, stage="appearance", init=str(matching), steps=steps,
-              batch_size=batch_size, lr=lr, self_pairs=self_pairs, lora_rank=lora_rank,
+              batch_size=batch_size, lr=lr, self_pairs=self_pairs,
+              cross_identity=cross_identity, lora_rank=lora_rank,
               mask_ratio=mask_ratio, checkpoint_every=checkpoint_every, ema_decay=ema_decay)
 
 

@@ -22,12 +22,23 @@ class PairDataset(Dataset):
     lights, None takes both. ``yaw_gap``: (min, max) absolute yaw difference in degrees.
     The pair list is fixed at construction (deterministic in ``seed``). ``with_flow=False``
     skips the ground-truth flow (``flow``/``valid`` absent), for stages that do not use it.
+
+    ``cross_identity`` > 0 adds a ``template`` image: in that share of the items (chosen by
+    ``seed``) another identity in the target's view and light, the rest the target itself.
+    Only sources rendered with shared views have such templates (``data synth
+    --shared-views``); the others always give the target. The target stays the truth, so in
+    a cross-identity triplet identity can only come from the profile, pose and light from
+    the template.
     """
 
     def __init__(self, source, same_light: bool | None = None,
                  yaw_gap: tuple[float, float] = (0.0, 180.0), include_self: bool = False,
-                 seed: int = 0, with_flow: bool = True):
+                 seed: int = 0, with_flow: bool = True, cross_identity: float = 0.0):
+        if not 0.0 <= cross_identity <= 1.0:
+            raise ICPortraitError(f"cross_identity must be in [0, 1], got {cross_identity}")
         self.with_flow = with_flow
+        self.cross_identity = cross_identity
+        self.seed = seed
         is_source = isinstance(source, (SynthDataset, MultiViewFolder))
         self.source = source if is_source else open_multiview(source)
         lo, hi = yaw_gap
@@ -78,16 +89,33 @@ class PairDataset(Dataset):
         if self.with_flow:
             flow, valid = src.flow(i, vt, vp)
             item["flow"], item["valid"] = torch.from_numpy(flow), torch.from_numpy(valid)
+        if self.cross_identity > 0:
+            j = self.template_identity(idx)
+            item["template"] = item["target"] if j == i else img(src.image(j, vt, lt))
+            item["template_identity"] = j
         return item
+
+    def template_identity(self, idx: int) -> int:
+        """The identity whose render is item ``idx``'s template (its own when none other)."""
+        i = self.pairs[idx][0]
+        n = self.source.num_identities
+        if not getattr(self.source, "shared_views", False) or n < 2:
+            return i
+        rng = np.random.default_rng([self.seed, idx, 7])
+        if rng.random() >= self.cross_identity:
+            return i
+        return int((i + rng.integers(1, n)) % n)
 
 
 def pair_dataset(folders: list[str], same_light: bool | None = None,
                  yaw_gap: tuple[float, float] = (0.0, 180.0), include_self: bool = False,
-                 seed: int = 0, with_flow: bool = True, size: int | None = None) -> Dataset:
+                 seed: int = 0, with_flow: bool = True, size: int | None = None,
+                 cross_identity: float = 0.0) -> Dataset:
     """The pairs of every folder in ``folders``, concatenated; each folder's images must be
     ``size`` px when it is given."""
     sets = [PairDataset(f, same_light=same_light, yaw_gap=yaw_gap, include_self=include_self,
-                        seed=seed, with_flow=with_flow) for f in folders]
+                        seed=seed, with_flow=with_flow, cross_identity=cross_identity)
+            for f in folders]
     if size is not None:
         for f, ds in zip(folders, sets, strict=True):
             check_size(ds.source, size, str(f))

@@ -56,6 +56,11 @@ class SynthDataset:
         self._camera = cfg
 
     @property
+    def shared_views(self) -> bool:
+        """Every identity was rendered in the same poses and lights (``--shared-views``)."""
+        return bool(self.manifest["config"].get("extra", {}).get("shared_views"))
+
+    @property
     def num_identities(self) -> int:
         return len(self._ids)
 

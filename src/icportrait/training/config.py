@@ -52,6 +52,9 @@ class TrainConfig:
     same_light: bool | None = None
     yaw_gap: tuple[float, float] = (0.0, 180.0)
     self_pairs: bool = False
+    # appearance stage: share of pairs whose template is another identity in the target's
+    # view and light (data rendered with --shared-views), the target staying the truth
+    cross_identity: float = 0.0
     descriptor_dim: int = DESCRIPTOR_DIM  # matching stage: head size, 0 = paper's variant
     correspondence_loss: float = 0.0
     correspondence_temperature: float = 0.07

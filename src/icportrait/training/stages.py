@@ -258,10 +258,13 @@ class AppearanceModule(StageModule):
     def forward(self, batch, gen):
         pipe = self.pipe
         p, t = self._latents(batch)
-        cond = self._condition(p, t, gen)
+        # The template: the truth itself, or another identity in its view and light.
+        tmpl = t if "template" not in batch else \
+            vae_encode(pipe.vae, self._images(batch, "template")).detach()
+        cond = self._condition(p, tmpl, gen)
         text = pipe.encode_prompt(None, p.shape[0])
         with torch.no_grad():  # the matching net is frozen: flows as at inference
-            mcond = matching_condition(pipe.matching_net, p, t, split(cond.mask)[1])
+            mcond = matching_condition(pipe.matching_net, p, tmpl, split(cond.mask)[1])
             flows = compute_flows(pipe.matching_net, mcond, text, pipe.scheduler.alphas_cumprod,
                                   self.cfg.match_timestep, self._match_noise(mcond, gen))
         noisy, target, ts = self._noise(stitch(p, t), gen)
@@ -312,7 +315,9 @@ class Stage:
                                                       or cfg.correspondence_loss > 0)
             pairs = dict(same_light=cfg.same_light, yaw_gap=cfg.yaw_gap,
                          include_self=cfg.self_pairs, size=size)
-            self.dataset = pair_dataset(cfg.data, seed=cfg.seed, with_flow=needs_flow, **pairs)
+            cross = cfg.cross_identity if cfg.stage == "appearance" else 0.0
+            self.dataset = pair_dataset(cfg.data, seed=cfg.seed, with_flow=needs_flow,
+                                        cross_identity=cross, **pairs)
             self.val = pair_dataset([cfg.val_data], seed=cfg.seed + 1,
                                     with_flow=cfg.stage == "matching", **pairs) \
                 if cfg.val_data else None
