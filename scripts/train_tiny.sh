@@ -1,26 +1,28 @@
 #!/usr/bin/env bash
 # Build the tiny spec's model from nothing: data, every training stage, the fp16 release. Each
-# step resumes where it stopped, so rerun the script after an interruption.
+# step resumes where it stopped, so rerun the script after an interruption. This is the
+# recipe of weights/tiny (its RECIPE.md lists the commands as they ran).
 #
-# This is the recipe of the *next* embedded model (patch autoencoder, 12 latent channels; see
-# docs/autoencoder.md): its base UNet does not yet generate well, so weights/tiny is still
-# v0, built by this script at commit f8aab82 (weights/tiny/RECIPE.md).
-#
-#   scripts/train_tiny.sh [RUN_DIR] [APPEARANCE_STEPS] [VAE_STEPS] [BASE_STEPS]
+#   scripts/train_tiny.sh [RUN_DIR] [APPEARANCE_STEPS] [BASE_STEPS] [MATCHING_STEPS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 RUN=${1:-runs/tiny}
-APPEARANCE_STEPS=${2:-6000}
-VAE_STEPS=${3:-1500}
-BASE_STEPS=${4:-6000}
+APPEARANCE_STEPS=${2:-2000}
+BASE_STEPS=${3:-5000}
+MATCHING_STEPS=${4:-400}
 ICP=${ICP:-.venv/bin/icportrait}
 DATA=$RUN/data
 
 # Held-out identities for validation come from another seed; the evaluation suites use
-# seeds 9000+ (never seen here).
+# seeds 9000+ (never seen here). The same 400 training identities are rendered twice: in
+# views of their own (base, matching) and in views and lights shared by all identities, so
+# that one identity's render is the exact template for another (appearance triplets).
 [ -f "$DATA/train/shard-00024.json" ] || \
     $ICP data synth --out "$DATA/train" --identities 400 --views 8 --lights 2 --size 128 --seed 0
+[ -f "$DATA/train-shared/shard-00024.json" ] || \
+    $ICP data synth --out "$DATA/train-shared" --identities 400 --views 8 --lights 2 \
+        --size 128 --seed 0 --shared-views
 [ -f "$DATA/val/shard-00002.json" ] || \
     $ICP data synth --out "$DATA/val" --identities 40 --views 8 --lights 2 --size 128 --seed 1
 # Real photos from registry packages (docs/data-sources.md), and photo-lifted renders of the
@@ -34,25 +36,29 @@ if [ ! -f "$DATA/lift/shard-00000.json" ]; then
         --views 24 --lights 4 --size 128 --seed 2 --yaw=-35,35 --pitch=-15,15
 fi
 
-# Pretrain the tiny spec: the VAE on photo crops and renders, then the UNet on renders.
+# The base: the patch autoencoder on photo crops and renders, then the UNet (v-prediction)
+# on renders.
 [ -f "$RUN/base/unet/pipeline/model_index.json" ] || \
     $ICP train base --data "$DATA/train" "$DATA/lift" \
         --vae-data "$DATA/photos" "$DATA/train" "$DATA/lift" --val-data "$DATA/val" \
-        --output-dir "$RUN/base" --vae-steps "$VAE_STEPS" --vae-batch-size 8 --vae-lr 1e-3 \
+        --output-dir "$RUN/base" --vae-steps 1500 --vae-batch-size 8 --vae-lr 1e-3 \
         --steps "$BASE_STEPS" --batch-size 4 --lr 2e-4 --checkpoint-every 200 \
-        --validate-every 400 --ema-decay 0.999 --resume
+        --validate-every 1000 --ema-decay 0.999 --resume
 
-# The matching net: 200 steps, denoising loss only (as in the paper).
+# The matching net: a descriptor head on the base encoder, dual-softmax loss on
+# ground-truth matches.
 [ -f "$RUN/matching/pipeline/model_index.json" ] || \
     $ICP train matching --data "$DATA/train" --val-data "$DATA/val" \
-        --base "$RUN/base/unet/pipeline" --output-dir "$RUN/matching" --steps 200 \
-        --batch-size 8 --lr 1e-4 --checkpoint-every 50 --validate-every 100 --resume
+        --base "$RUN/base/unet/pipeline" --output-dir "$RUN/matching" \
+        --steps "$MATCHING_STEPS" --batch-size 8 --lr 3e-4 --checkpoint-every 50 \
+        --validate-every 100 --resume
 
-# The appearance net, matching net frozen: cross-view/cross-light pairs and self-pairs.
+# The appearance net, matching net frozen: in 3 of 4 pairs the template is another identity
+# in the truth's view and light; self-pairs too.
 [ -f "$RUN/appearance/pipeline/model_index.json" ] || \
-    $ICP train appearance --data "$DATA/train" "$DATA/lift" --val-data "$DATA/val" \
+    $ICP train appearance --data "$DATA/train-shared" "$DATA/lift" --val-data "$DATA/val" \
         --matching "$RUN/matching/pipeline" --output-dir "$RUN/appearance" \
-        --steps "$APPEARANCE_STEPS" --batch-size 4 --lr 1e-4 --checkpoint-every 200 \
-        --validate-every 1000 --ema-decay 0.999 --resume
+        --cross-identity 0.75 --steps "$APPEARANCE_STEPS" --batch-size 4 --lr 1e-4 \
+        --checkpoint-every 100 --validate-every 500 --ema-decay 0.999 --resume
 
 $ICP train release --pipeline "$RUN/appearance/pipeline" --out weights/tiny
