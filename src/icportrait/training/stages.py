@@ -4,9 +4,12 @@ Every stage is a pipeline folder in, a pipeline folder out:
 
     vae         spec "tiny" (random)  -> trains the VAE             (reconstruction + KL)
     base        pipeline              -> trains the UNet + null embedding (denoising canvases)
-    matching    pipeline              -> trains the matching net    (denoising, + optional
-                                                                     correspondence loss)
+    matching    pipeline              -> trains the matching net    (descriptor head: dual-
+                                                                     softmax on true matches;
+                                                                     paper's variant: denoising
+                                                                     + optional correspondence)
     appearance  pipeline (with a trained matching net) -> trains the appearance net
+                                                         (pairs, or cross-identity triplets)
 
 In ``matching`` and ``appearance`` the base (VAE, UNet, null embedding) is frozen, as in the
 paper. A stage's ``module`` holds only what it trains (so checkpoints stay small); the frozen
