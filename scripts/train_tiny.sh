@@ -1,7 +1,12 @@
 #!/usr/bin/env bash
 # Build the tiny spec's model from nothing: data, every training stage, the fp16 release. Each
-# step resumes where it stopped, so rerun the script after an interruption. This is the
-# recipe of weights/tiny (its RECIPE.md lists the commands as they ran).
+# step resumes where it stopped, so rerun the script after an interruption.
+#
+# This is the recipe of the *next* embedded model (patch autoencoder, v-prediction base,
+# descriptor matching net, cross-identity appearance training). Run once with these defaults
+# it made a consistent model whose matching works on synthetic views but whose portraits of
+# real photos are grey blobs (docs/autoencoder.md), so weights/tiny is still v0, built at
+# commit f8aab82 (weights/tiny/RECIPE.md).
 #
 #   scripts/train_tiny.sh [RUN_DIR] [APPEARANCE_STEPS] [BASE_STEPS] [MATCHING_STEPS]
 set -euo pipefail
