@@ -146,7 +146,7 @@ def train_matching(
     base: Annotated[Path, typer.Option(
         help="Pipeline folder of the (pretrained) base, or a Stable Diffusion 1.5 folder or "
              "single file.")],
-    steps: Steps = 200, batch_size: Batch = 8, lr: Lr = 1e-4,
+    steps: Steps = 1000, batch_size: Batch = 8, lr: Lr = 3e-4,
     descriptor_dim: Annotated[int, typer.Option(
         help="Channels of the matching descriptor head, trained with a dual-softmax loss on "
              "ground-truth matches (0: the paper's variant, raw features, denoising loss).")
