@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from icportrait.conditioning import split, stitch
-from icportrait.models.control_net import ICControlNet
-from icportrait.models.descriptor import HypercolumnHead, deepest_per_resolution
+from icportrait.models.control_net import ControlFeatures, ICControlNet
+from icportrait.models.descriptor import HypercolumnHead
 from icportrait.models.matching import identity_flow
 from icportrait.models.reference import descriptor_flow, flows_from_features
 from icportrait.specs import build_pipeline
@@ -23,17 +23,18 @@ def _levels(seed=0):
 
 def test_hypercolumn_takes_the_deepest_map_per_size_and_keeps_halves_apart():
     levels = _levels()
-    assert [f.shape[1] for f in deepest_per_resolution(levels)] == [8, 16]
-    assert deepest_per_resolution(levels)[0] is levels[1]
+    deepest = list(ControlFeatures.from_list(levels).deepest_by_size().values())
+    assert [f.shape[1] for f in deepest] == [8, 16]
+    assert deepest[0] is levels[1]
     head = HypercolumnHead((8, 16), dim=6)
-    d = head(levels)
+    d = head(deepest)
     assert d.shape == (2, 6, 8, 16)
     torch.testing.assert_close(d.norm(dim=1), torch.ones(2, 8, 16))
     # Changing the target half never changes the profile half's descriptors.
-    other = [stitch(split(f)[0], torch.randn_like(split(f)[1])) for f in levels]
+    other = [stitch(split(f)[0], torch.randn_like(split(f)[1])) for f in deepest]
     assert torch.equal(split(head(other))[0], split(d)[0])
     with pytest.raises(ValueError, match="expects levels of"):
-        HypercolumnHead((8, 32), dim=6)(levels)
+        HypercolumnHead((8, 32), dim=6)(deepest)
 
 
 def test_matching_net_with_a_head_saves_loads_and_flows(tmp_path):

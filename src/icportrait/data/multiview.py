@@ -33,6 +33,8 @@ from icportrait.synth.dataset import SynthDataset, safe_name
 class MultiViewFolder:
     """Your own multi-view sets in the folder format of the module docstring."""
 
+    shared_views = False  # each identity has its own views (see SynthDataset.shared_views)
+
     def __init__(self, root: str | Path):
         self.root = Path(root)
         if not self.root.is_dir():

@@ -99,7 +99,7 @@ class PairDataset(Dataset):
         """The identity whose render is item ``idx``'s template (its own when none other)."""
         i = self.pairs[idx][0]
         n = self.source.num_identities
-        if not getattr(self.source, "shared_views", False) or n < 2:
+        if not self.source.shared_views or n < 2:
             return i
         rng = np.random.default_rng([self.seed, idx, 7])
         if rng.random() >= self.cross_identity:

@@ -69,6 +69,6 @@ def generate_portrait(pipe, profiles: list[np.ndarray], template: np.ndarray,
 def confidence_of(pipe, out) -> torch.Tensor | None:
     """The first portrait's match confidence when the matching net gives one (a descriptor
     net's softmax peak); the paper's variant's cosine score is not a confidence."""
-    if out.flow_score is None or not getattr(pipe.matching_net, "has_descriptor", False):
+    if out.flow_score is None or not pipe.matching_net.has_descriptor:
         return None
     return out.flow_score[0].cpu()

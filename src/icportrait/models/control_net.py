@@ -50,6 +50,14 @@ class ControlFeatures:
     def all(self) -> list[torch.Tensor]:
         return [*self.down, self.mid]
 
+    def deepest_by_size(self) -> dict[tuple[int, int], torch.Tensor]:
+        """The last (deepest) map at each resolution, keyed by the ``(h, w)`` of one canvas
+        half, finest first: what matching correlates and descriptors are built from."""
+        by_size: dict[tuple[int, int], torch.Tensor] = {}
+        for f in self.all():
+            by_size[(f.shape[-2], f.shape[-1] // 2)] = f  # later (deeper) maps overwrite
+        return dict(sorted(by_size.items(), key=lambda kv: -kv[0][0] * kv[0][1]))
+
     @classmethod
     def from_list(cls, tensors: list[torch.Tensor]) -> ControlFeatures:
         return cls(list(tensors[:-1]), tensors[-1])
@@ -167,7 +175,7 @@ class ICControlNet(ModelMixin, ConfigMixin):
         """Unit matching descriptors ``(B, D, H, 2W)`` at the finest level."""
         if self.descriptor_head is None:
             raise ValueError("this control net has no descriptor head")
-        return self.descriptor_head(features.all())
+        return self.descriptor_head(list(features.deepest_by_size().values()))
 
     def with_descriptor_head(self, dim: int) -> ICControlNet:
         """A copy of this branch with a fresh descriptor head of ``dim`` (0: none)."""

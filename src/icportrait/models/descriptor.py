@@ -15,14 +15,6 @@ from torch import nn
 from icportrait.conditioning import split, stitch
 
 
-def deepest_per_resolution(features: list[torch.Tensor]) -> list[torch.Tensor]:
-    """The last map produced at each spatial size, finest first."""
-    by_size: dict[tuple[int, int], torch.Tensor] = {}
-    for f in features:
-        by_size[tuple(f.shape[-2:])] = f  # later (deeper) maps overwrite
-    return [by_size[s] for s in sorted(by_size, key=lambda s: -s[0] * s[1])]
-
-
 class HypercolumnHead(nn.Module):
     """``[deepest map per resolution, upsampled]`` -> 1 x 1 MLP -> unit descriptors."""
 
@@ -32,9 +24,9 @@ class HypercolumnHead(nn.Module):
         self.mlp = nn.Sequential(nn.Conv2d(sum(level_channels), hidden, 1), nn.SiLU(),
                                  nn.Conv2d(hidden, dim, 1))
 
-    def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
-        """Canvas features (any order of levels) -> ``(B, dim, H, 2W)`` at the finest size."""
-        levels = deepest_per_resolution(features)
+    def forward(self, levels: list[torch.Tensor]) -> torch.Tensor:
+        """One canvas map per resolution, finest first (``ControlFeatures.deepest_by_size``)
+        -> ``(B, dim, H, 2W)`` at the finest size."""
         if tuple(f.shape[1] for f in levels) != self.level_channels:
             raise ValueError(f"the descriptor head expects levels of {self.level_channels} "
                              f"channels, got {tuple(f.shape[1] for f in levels)}")

@@ -49,9 +49,7 @@ def match_features(
     target pixel. The target-half features are averaged over the K canvases (they differ only
     through the context each reference gives).
     """
-    by_size: dict[tuple[int, int], torch.Tensor] = {}
-    for f in features.all():
-        by_size[(f.shape[-2], f.shape[-1] // 2)] = f  # later (deeper) maps overwrite
+    by_size = features.deepest_by_size()
     wanted = list(by_size) if levels is None else levels
     flows: Flows = {}
     for size in wanted:
@@ -85,7 +83,7 @@ def matching_condition(matching_net, profile: torch.Tensor, template: torch.Tens
     """What the matching net reads: a descriptor net the template whole (the flow only
     selects profile features, so no template identity can leak through it); the paper's
     variant the masked canvas it was trained on."""
-    if getattr(matching_net, "has_descriptor", False):
+    if matching_net.has_descriptor:
         mask = torch.zeros_like(mask)
     return prepare_condition(profile, template, mask)
 
@@ -104,7 +102,7 @@ def flows_from_features(matching_net, features: ControlFeatures, num_refs: int =
                         levels: list[tuple[int, int]] | None = None) -> Flows:
     """Flows from the matching net's features: one from its descriptors (when it has a
     head), else one per level (:func:`match_features`)."""
-    if not getattr(matching_net, "has_descriptor", False):
+    if not matching_net.has_descriptor:
         return match_features(features, num_refs, levels)
     m = descriptor_flow(matching_net, features, num_refs)
     if levels is not None and list(map(tuple, levels)) != [m.size]:

@@ -10,18 +10,28 @@ from icportrait.models.control_net import ControlFeatures
 from icportrait.models.matching import displacement_prior
 
 
-def flow_at_level(flow: torch.Tensor, valid: torch.Tensor, size: tuple[int, int]
-                  ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Image-resolution flow ``(B, 2, S, S)`` -> source *cell* indices on an ``(h, w)`` grid
-    ``(B, h, w)`` (long, flattened ``y * w + x``) and validity, sampled at cell centres."""
+def flow_in_cells(flow: torch.Tensor, valid: torch.Tensor, size: tuple[int, int]
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Image-resolution flow ``(B, 2, S, S)`` sampled at the centres of an ``(h, w)`` grid's
+    cells: source positions ``x, y`` ``(B, h, w)`` in (fractional) source cells, and
+    validity."""
     s_h, s_w = flow.shape[-2:]
     h, w = size
     ys = ((torch.arange(h, device=flow.device) + 0.5) * s_h / h - 0.5).round().long()
     xs = ((torch.arange(w, device=flow.device) + 0.5) * s_w / w - 0.5).round().long()
     f = flow[:, :, ys][:, :, :, xs]
-    ok = valid[:, ys][:, :, xs]
-    cx = ((f[:, 0] + 0.5) * w / s_w - 0.5).round().long().clamp(0, w - 1)
-    cy = ((f[:, 1] + 0.5) * h / s_h - 0.5).round().long().clamp(0, h - 1)
+    return ((f[:, 0] + 0.5) * w / s_w - 0.5, (f[:, 1] + 0.5) * h / s_h - 0.5,
+            valid[:, ys][:, :, xs])
+
+
+def flow_at_level(flow: torch.Tensor, valid: torch.Tensor, size: tuple[int, int]
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Image-resolution flow ``(B, 2, S, S)`` -> source *cell* indices on an ``(h, w)`` grid
+    ``(B, h, w)`` (long, flattened ``y * w + x``) and validity, sampled at cell centres."""
+    h, w = size
+    x, y, ok = flow_in_cells(flow, valid, size)
+    cx = x.round().long().clamp(0, w - 1)
+    cy = y.round().long().clamp(0, h - 1)
     return cy * w + cx, ok
 
 
@@ -33,11 +43,8 @@ def correspondence_loss(features: ControlFeatures, flow: torch.Tensor, valid: to
     uses), every valid target cell's softmax over all profile cells should peak at its true
     source cell. Averaged over resolutions with at least one valid cell.
     """
-    by_size: dict[tuple[int, int], torch.Tensor] = {}
-    for f in features.all():
-        by_size[(f.shape[-2], f.shape[-1] // 2)] = f
     losses = []
-    for size, feat in by_size.items():
+    for size, feat in features.deepest_by_size().items():
         target_idx, ok = flow_at_level(flow, valid, size)
         if not ok.any():
             continue
@@ -69,15 +76,10 @@ def descriptor_loss(descriptors: torch.Tensor, flow: torch.Tensor, valid: torch.
     """
     src, tgt = split(descriptors.float())
     b, d, h, w = src.shape
-    s_img = flow.shape[-1]
-    ys = ((torch.arange(h, device=flow.device) + 0.5) * s_img / h - 0.5).round().long()
-    xs = ((torch.arange(w, device=flow.device) + 0.5) * s_img / w - 0.5).round().long()
-    f = flow[:, :, ys][:, :, :, xs].reshape(b, 2, h * w)        # at target cell centres
-    ok = valid[:, ys][:, :, xs].reshape(b, h * w)
+    true_x, true_y, ok = flow_in_cells(flow, valid, (h, w))      # at target cell centres
+    true_x, true_y, ok = true_x.reshape(b, -1), true_y.reshape(b, -1), ok.reshape(b, -1)
     if not ok.any():
         return descriptors.new_zeros(())
-    true_x = (f[:, 0] + 0.5) * w / s_img - 0.5                   # in profile cells
-    true_y = (f[:, 1] + 0.5) * h / s_img - 0.5
     cy, cx = torch.meshgrid(torch.arange(h, device=flow.device, dtype=torch.float32),
                             torch.arange(w, device=flow.device, dtype=torch.float32),
                             indexing="ij")

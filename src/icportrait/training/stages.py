@@ -98,6 +98,13 @@ class StageModule(nn.Module):
         return vae_encode(vae, self._images(batch, "profile")), \
             vae_encode(vae, self._images(batch, "target"))
 
+    @torch.no_grad()
+    def _template_latents(self, batch: dict, target: torch.Tensor) -> torch.Tensor:
+        """The template: the truth itself, or another identity in its view and light."""
+        if "template" not in batch:
+            return target
+        return vae_encode(self.pipe.vae, self._images(batch, "template"))
+
     def _noise(self, x0: torch.Tensor, gen: torch.Generator):
         """Noised latents, the UNet's regression target (the noise, or the velocity for a
         v-prediction model) and the timesteps."""
@@ -261,9 +268,7 @@ class AppearanceModule(StageModule):
     def forward(self, batch, gen):
         pipe = self.pipe
         p, t = self._latents(batch)
-        # The template: the truth itself, or another identity in its view and light.
-        tmpl = t if "template" not in batch else \
-            vae_encode(pipe.vae, self._images(batch, "template")).detach()
+        tmpl = self._template_latents(batch, t)
         cond = self._condition(p, tmpl, gen)
         text = pipe.encode_prompt(None, p.shape[0])
         with torch.no_grad():  # the matching net is frozen: flows as at inference
