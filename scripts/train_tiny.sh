@@ -3,19 +3,20 @@
 # step resumes where it stopped, so rerun the script after an interruption.
 #
 # This is the recipe of the *next* embedded model (patch autoencoder, v-prediction base,
-# descriptor matching net, cross-identity appearance training). Run once with these defaults
-# it made a consistent model whose matching works on synthetic views but whose portraits of
-# real photos are grey blobs (docs/autoencoder.md), so weights/tiny is still v0, built at
-# commit f8aab82 (weights/tiny/RECIPE.md).
+# descriptor matching net, cross-identity appearance training, and pairs cut from real photos
+# in every stage after the autoencoder). Its first run, without photo pairs, made a
+# consistent model whose matching works on synthetic views but whose portraits of real
+# photos are grey blobs (docs/autoencoder.md), so weights/tiny is still v0, built at commit
+# f8aab82 (weights/tiny/RECIPE.md).
 #
 #   scripts/train_tiny.sh [RUN_DIR] [APPEARANCE_STEPS] [BASE_STEPS] [MATCHING_STEPS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 RUN=${1:-runs/tiny}
-APPEARANCE_STEPS=${2:-2000}
-BASE_STEPS=${3:-5000}
-MATCHING_STEPS=${4:-400}
+APPEARANCE_STEPS=${2:-2500}
+BASE_STEPS=${3:-4000}
+MATCHING_STEPS=${4:-600}
 ICP=${ICP:-.venv/bin/icportrait}
 DATA=$RUN/data
 
@@ -42,26 +43,29 @@ if [ ! -f "$DATA/lift/shard-00000.json" ]; then
 fi
 
 # The base: the patch autoencoder on photo crops and renders, then the UNet (v-prediction)
-# on renders.
+# on canvases of renders and of crop pairs of one real photo (a third of them), so that it
+# has seen real faces in both halves.
 [ -f "$RUN/base/unet/pipeline/model_index.json" ] || \
-    $ICP train base --data "$DATA/train" "$DATA/lift" \
+    $ICP train base --data "$DATA/train" "$DATA/lift" "$DATA/photos" --photo-pairs 60000 \
         --vae-data "$DATA/photos" "$DATA/train" "$DATA/lift" --val-data "$DATA/val" \
         --output-dir "$RUN/base" --vae-steps 1500 --vae-batch-size 8 --vae-lr 1e-3 \
         --steps "$BASE_STEPS" --batch-size 4 --lr 2e-4 --checkpoint-every 200 \
         --validate-every 1000 --ema-decay 0.999 --resume
 
 # The matching net: a descriptor head on the base encoder, dual-softmax loss on
-# ground-truth matches.
+# ground-truth matches (renders, and photo pairs whose flow is exact).
 [ -f "$RUN/matching/pipeline/model_index.json" ] || \
-    $ICP train matching --data "$DATA/train" --val-data "$DATA/val" \
+    $ICP train matching --data "$DATA/train" "$DATA/photos" --photo-pairs 20000 \
+        --val-data "$DATA/val" \
         --base "$RUN/base/unet/pipeline" --output-dir "$RUN/matching" \
         --steps "$MATCHING_STEPS" --batch-size 8 --lr 3e-4 --checkpoint-every 50 \
         --validate-every 100 --resume
 
 # The appearance net, matching net frozen: in 3 of 4 pairs the template is another identity
-# in the truth's view and light; self-pairs too.
+# in the truth's view and light; self-pairs (renders, lifted renders, photo pairs) too.
 [ -f "$RUN/appearance/pipeline/model_index.json" ] || \
-    $ICP train appearance --data "$DATA/train-shared" "$DATA/lift" --val-data "$DATA/val" \
+    $ICP train appearance --data "$DATA/train-shared" "$DATA/lift" "$DATA/photos" \
+        --photo-pairs 10000 --val-data "$DATA/val" \
         --matching "$RUN/matching/pipeline" --output-dir "$RUN/appearance" \
         --cross-identity 0.75 --steps "$APPEARANCE_STEPS" --batch-size 4 --lr 1e-4 \
         --checkpoint-every 100 --validate-every 500 --ema-decay 0.999 --resume

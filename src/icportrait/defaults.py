@@ -7,6 +7,7 @@ from icportrait.errors import SettingError
 MASK_RATIO = 0.8          # fraction of template latent patches hidden (the paper's "e.g. 80%")
 MATCH_TIMESTEP = 200      # training timestep at which the matching net's input is noised
 DESCRIPTOR_DIM = 64       # matching descriptor channels (0: the paper's raw-feature argmax)
+PHOTO_PAIRS = 20000       # training pairs drawn from each photo corpus in a stage's data
 STEPS = 30                # denoising steps of a portrait
 EVAL_STEPS = 20           # denoising steps in evaluation suites (cheaper, same for all methods)
 VALIDATION_STEPS = 10     # denoising steps of training-time validation and release checks

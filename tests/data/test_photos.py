@@ -131,3 +131,44 @@ def test_the_patch_autoencoder_starts_from_the_data(corpus, tmp_path, monkeypatc
     Trainer(cfg, stage).run()
     after = validate_stage(stage, stage.module, tmp_path / "v", 60)
     assert after["psnr_photo_faces"] > before["psnr_photo_faces"] + 0.3
+
+
+def test_photo_pairs_flow_is_exact_and_pairs_mix_with_renders(corpus, tmp_path):
+    from icportrait.data.pairs import collate, pair_dataset
+    from icportrait.data.photo_pairs import PhotoPairs
+    from icportrait.synth.generate import SynthConfig, generate
+
+    root, _ = corpus
+    pairs = PhotoPairs(root, 64, "train", length=6, seed=3)
+    again = PhotoPairs(root, 64, "train", length=6, seed=3)
+    for i in range(6):
+        item = pairs[i]
+        assert torch.equal(item["target"], again[i]["target"])
+        profile = (item["profile"].permute(1, 2, 0).numpy() * 255).astype(np.float32)
+        target = (item["target"].permute(1, 2, 0).numpy() * 255).astype(np.float32)
+        flow, valid = item["flow"].numpy(), item["valid"].numpy()
+        assert valid.mean() > 0.3 and not torch.equal(item["profile"], item["target"])
+        exact = _flow_residual(profile, target, flow, valid, 0.0)
+        assert exact < 6.0, i            # grey levels (resampling and clipping remain)
+        # the same flow off by 3 px is far worse
+        assert _flow_residual(profile, target, flow, valid, 3.0) > 3 * exact
+    generate(tmp_path / "synth", SynthConfig(identities=1, views=2, lights=1, size=64, seed=0))
+    mixed = pair_dataset([str(tmp_path / "synth"), str(root)], size=64, photo_pairs=3,
+                         cross_identity=0.5)
+    assert len(mixed) == 2 + 3
+    batch = collate([mixed[i] for i in range(len(mixed))])
+    assert batch["flow"].shape == (5, 2, 64, 64) and batch["template"].shape == (5, 3, 64, 64)
+    assert torch.equal(batch["template"][-1], batch["target"][-1])  # a photo's own target
+    with pytest.raises(ICPortraitError, match=r"photo corpus.*crop size"):
+        pair_dataset([str(root)])
+
+
+def _flow_residual(profile, target, flow, valid, dx: float) -> float:
+    """Up to colour jitter (a gain and offset per channel and image), the profile warped by
+    the flow *is* the target: fit them per channel and measure what is left (grey levels)."""
+    import cv2
+
+    t = target[valid]
+    w = cv2.remap(profile, flow[0] + dx, flow[1], cv2.INTER_LINEAR)[valid]
+    fit = np.stack([np.polyval(np.polyfit(w[:, c], t[:, c], 1), w[:, c]) for c in range(3)], 1)
+    return float(np.abs(fit - t).mean())

@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from icportrait.cli.common import AsJson, MaskRatio, Seed, progress_bar
-from icportrait.defaults import DESCRIPTOR_DIM, MASK_RATIO
+from icportrait.defaults import DESCRIPTOR_DIM, MASK_RATIO, PHOTO_PAIRS
 
 train_app = typer.Typer(help="Train every stage (accelerate; resumable).", no_args_is_help=True)
 
@@ -33,6 +33,9 @@ SHARED_OPTIONS = [
         "--data", help="Training dataset folder(s).")]),
     _option("output_dir", Annotated[Path, typer.Option(
         "--output-dir", "-o", help="Run folder (checkpoints, logs).")]),
+    _option("photo_pairs", Annotated[int, typer.Option(
+        help="Pairs drawn from each photo corpus (`data photos`) in --data: two crops of "
+             "one photo, exact flow.")], PHOTO_PAIRS),
     _option("val_data", Annotated[Path | None, typer.Option(help="Held-out dataset folder.")],
             None),
     _option("validate_every", Annotated[int, typer.Option(

@@ -7,6 +7,9 @@ import torch
 from torch.utils.data import ConcatDataset, Dataset
 
 from icportrait.data.multiview import MultiViewFolder, SynthDataset, check_size, open_multiview
+from icportrait.data.photo_pairs import PhotoPairs
+from icportrait.data.photos import is_photo_corpus
+from icportrait.defaults import PHOTO_PAIRS
 from icportrait.errors import ICPortraitError
 
 
@@ -110,15 +113,24 @@ class PairDataset(Dataset):
 def pair_dataset(folders: list[str], same_light: bool | None = None,
                  yaw_gap: tuple[float, float] = (0.0, 180.0), include_self: bool = False,
                  seed: int = 0, with_flow: bool = True, size: int | None = None,
-                 cross_identity: float = 0.0) -> Dataset:
+                 cross_identity: float = 0.0, photo_pairs: int = PHOTO_PAIRS) -> Dataset:
     """The pairs of every folder in ``folders``, concatenated; each folder's images must be
-    ``size`` px when it is given."""
-    sets = [PairDataset(f, same_light=same_light, yaw_gap=yaw_gap, include_self=include_self,
-                        seed=seed, with_flow=with_flow, cross_identity=cross_identity)
-            for f in folders]
-    if size is not None:
-        for f, ds in zip(folders, sets, strict=True):
+    ``size`` px when it is given. A photo corpus (``data photos``) gives ``photo_pairs``
+    pairs of crops of one photo (icportrait.data.photo_pairs; needs ``size``; the view and
+    light filters do not apply to it)."""
+    sets: list[Dataset] = []
+    for f in folders:
+        if is_photo_corpus(f):
+            if size is None:
+                raise ICPortraitError(f"{f} is a photo corpus: its pairs need a crop size")
+            sets.append(PhotoPairs(f, size, "train", photo_pairs, seed=seed,
+                                   with_flow=with_flow, cross_identity=cross_identity))
+            continue
+        ds = PairDataset(f, same_light=same_light, yaw_gap=yaw_gap, include_self=include_self,
+                         seed=seed, with_flow=with_flow, cross_identity=cross_identity)
+        if size is not None:
             check_size(ds.source, size, str(f))
+        sets.append(ds)
     return sets[0] if len(sets) == 1 else ConcatDataset(sets)
 
 

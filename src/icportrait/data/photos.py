@@ -218,7 +218,7 @@ class PhotoCrops(Dataset):
     def __len__(self) -> int:
         return self.length
 
-    def _photo(self, k: int) -> np.ndarray:
+    def photo(self, k: int) -> np.ndarray:
         if k not in self._cache:
             self._cache[k] = load_image(self.root / self.photos[k]["file"])
             while len(self._cache) > self.max_cached:
@@ -231,26 +231,29 @@ class PhotoCrops(Dataset):
         face = bool(self.faces) and rng.random() < self.face_fraction
         if face:
             k, five = self.faces[rng.integers(len(self.faces))]
-            crop = self._face_crop(self._photo(k), five, rng)
+            crop = self._face_crop(self.photo(k), five, rng)
         else:
-            crop = self._scene_crop(self._photo(rng.integers(len(self.photos))), rng)
-        crop = _colour_jitter(crop, rng)
+            crop = self._scene_crop(self.photo(rng.integers(len(self.photos))), rng)
+        crop = colour_jitter(crop, rng)
         if rng.random() < 0.5:
             crop = crop[:, ::-1]
         image = torch.from_numpy(np.ascontiguousarray(crop)).permute(2, 0, 1).float() / 255.0
         return {"image": image}
 
     def _face_crop(self, photo: np.ndarray, five: np.ndarray, rng) -> np.ndarray:
+        return warp_photo(photo, self.face_transform(five, rng)[:2], self.size)
+
+    def face_transform(self, five: np.ndarray, rng) -> np.ndarray:
+        """The photo -> crop map (3 x 3) of a face aligned as the face toolkit aligns it for
+        the model, jittered in scale (0.8-1.25), rotation (+-12 deg) and shift."""
         from icportrait.faces.align import canonical_points, similarity_transform
 
         s = self.size
         m = similarity_transform(five, canonical_points(s))
-        # Jitter around the toolkit's alignment: scale 0.8-1.25, rotation +-12 deg, shift.
         scale = float(np.exp(rng.uniform(np.log(0.8), np.log(1.25))))
         jitter = cv2.getRotationMatrix2D((s / 2, s / 2), float(rng.uniform(-12, 12)), scale)
         jitter[:, 2] += rng.uniform(-0.06, 0.06, 2) * s
-        m = np.vstack([jitter, [0, 0, 1]]) @ np.vstack([m, [0, 0, 1]])
-        return _warp(photo, m[:2], s)
+        return np.vstack([jitter, [0, 0, 1]]) @ np.vstack([m, [0, 0, 1]])
 
     def _scene_crop(self, photo: np.ndarray, rng) -> np.ndarray:
         h, w = photo.shape[:2]
@@ -260,10 +263,10 @@ class PhotoCrops(Dataset):
         y, x = rng.uniform(0, h - side), rng.uniform(0, w - side)
         k = s / side
         m = np.array([[k, 0, -x * k], [0, k, -y * k]])
-        return _warp(photo, m, s)
+        return warp_photo(photo, m, s)
 
 
-def _warp(photo: np.ndarray, m: np.ndarray, size: int) -> np.ndarray:
+def warp_photo(photo: np.ndarray, m: np.ndarray, size: int) -> np.ndarray:
     scale = float(np.sqrt(abs(np.linalg.det(m[:, :2]))))
     if scale < 0.5:  # shrinking: pre-blur against aliasing, as the face toolkit does
         photo = cv2.GaussianBlur(photo, (0, 0), sigmaX=0.25 / scale)
@@ -271,7 +274,7 @@ def _warp(photo: np.ndarray, m: np.ndarray, size: int) -> np.ndarray:
                           borderMode=cv2.BORDER_REFLECT_101)
 
 
-def _colour_jitter(crop: np.ndarray, rng) -> np.ndarray:
+def colour_jitter(crop: np.ndarray, rng) -> np.ndarray:
     """Brightness, contrast and per-channel gain, mild (the photos' own colours dominate)."""
     x = crop.astype(np.float32)
     gain = rng.uniform(0.92, 1.08, 3) * rng.uniform(0.8, 1.2)

@@ -7,7 +7,13 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from icportrait.defaults import DESCRIPTOR_DIM, MASK_RATIO, MATCH_TIMESTEP, check_mask_ratio
+from icportrait.defaults import (
+    DESCRIPTOR_DIM,
+    MASK_RATIO,
+    MATCH_TIMESTEP,
+    PHOTO_PAIRS,
+    check_mask_ratio,
+)
 from icportrait.errors import ICPortraitError
 
 STAGES = ("vae", "base", "matching", "appearance")
@@ -66,6 +72,8 @@ class TrainConfig:
     vae_crop: int = 0
     # Photo crops per photo corpus in a VAE run's data (synthetic folders add every view).
     photo_crops: int = 10000
+    # Crop pairs of one photo per photo corpus in a base, matching or appearance run's data.
+    photo_pairs: int = PHOTO_PAIRS
     # LoRA rank on the frozen base UNet's attention projections, trained with the appearance
     # net (0: off). Merged into the UNet on export, so the pipeline folder stays plain.
     lora_rank: int = 0

@@ -325,7 +325,8 @@ class Stage:
                          include_self=cfg.self_pairs, size=size)
             cross = cfg.cross_identity if cfg.stage == "appearance" else 0.0
             self.dataset = pair_dataset(cfg.data, seed=cfg.seed, with_flow=needs_flow,
-                                        cross_identity=cross, **pairs)
+                                        cross_identity=cross, photo_pairs=cfg.photo_pairs,
+                                        **pairs)
             self.val = pair_dataset([cfg.val_data], seed=cfg.seed + 1,
                                     with_flow=cfg.stage == "matching", **pairs) \
                 if cfg.val_data else None
