@@ -29,6 +29,18 @@ class FaceTooSmallError(FaceError):
     """The face is found but too small to be used."""
 
 
+class FaceTurnedError(FaceError):
+    """The face is turned too far from the camera to be used."""
+
+
+class FaceCutOffError(FaceError):
+    """The face is cut off by the image border."""
+
+
+class FaceIndexError(FaceError):
+    """The face asked for by its index is not in the photo."""
+
+
 class MissingDependencyError(ICPortraitError):
     """An optional package or a bundled model file is not installed."""
 

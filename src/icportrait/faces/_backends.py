@@ -143,3 +143,9 @@ def dlib_face_recognizer():
     dlib = _import_dlib()
     path = dlib_model_path("dlib_face_recognition_resnet_model_v1.dat")
     return dlib.face_recognition_model_v1(str(path))
+
+
+@lru_cache(maxsize=1)
+def dlib_cnn_detector():
+    dlib = _import_dlib()
+    return dlib.cnn_face_detection_model_v1(str(dlib_model_path("mmod_human_face_detector.dat")))

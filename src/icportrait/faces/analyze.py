@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from icportrait.errors import FaceError, NoFaceError
+from icportrait.errors import FaceCutOffError, FaceError, FaceTurnedError, NoFaceError
 from icportrait.faces.align import AlignedFace, align_face, apply_affine
 from icportrait.faces.detect import (
     MIN_FACE_SIZE,
@@ -14,6 +14,7 @@ from icportrait.faces.detect import (
     FaceBox,
     Policy,
     detect_faces,
+    left_to_right,
     select_face,
 )
 from icportrait.faces.landmarks import face_mesh, five_points
@@ -55,23 +56,37 @@ def describe_face(image: np.ndarray, box: FaceBox) -> Face:
 
 
 def analyze_faces(image: np.ndarray, detector: Detector = "auto") -> list[Face]:
-    """Every face in the image, largest first, with landmarks and pose."""
-    boxes = sorted(detect_faces(image, detector), key=lambda b: -b.area)
-    return [describe_face(image, b) for b in boxes]
+    """Every face in the image, left to right (the order face indices count), with
+    landmarks and pose."""
+    return [describe_face(image, b) for b in left_to_right(detect_faces(image, detector))]
+
+
+# Faces turned further than this (yaw, degrees) are refused: the 5-point alignment and the
+# model's matching have nothing to go on when one eye is hidden.
+MAX_YAW = 65.0
+# Faces with more than this share of their mesh landmarks outside the photo are refused.
+MAX_CUT_OFF = 0.15
 
 
 @dataclass(frozen=True)
 class PreparedFace:
-    """The chosen face of a photo in the canonical frame: what profiles and templates use."""
+    """The chosen face of a photo in the canonical frame: what profiles and templates use.
+    ``index`` is its place among the photo's ``count`` faces, left to right."""
 
     face: Face
     aligned: AlignedFace
     mesh: np.ndarray = field(repr=False)  # 478 x 3 in crop pixels
     mask: np.ndarray = field(repr=False)  # size x size float32 face-region mask
+    index: int = 0
+    count: int = 1
 
     @property
     def image(self) -> np.ndarray:
         return self.aligned.image
+
+    def to_dict(self) -> dict:
+        """What a sidecar records of the face used."""
+        return {"index": self.index, "of": self.count, **self.face.to_dict()}
 
 
 def prepare_face(
@@ -81,15 +96,36 @@ def prepare_face(
     policy: Policy = "largest",
     detector: Detector = "auto",
     min_size: float = MIN_FACE_SIZE,
+    face: int | None = None,
 ) -> PreparedFace:
-    """Detect, choose (see :func:`select_face`), landmark and align one face.
+    """Detect, choose (``face``: that index, left to right; else by ``policy``, see
+    :func:`select_face`), landmark and align one face.
 
-    Raises NoFaceError, MultipleFacesError (policy ``single``) or FaceTooSmallError.
+    Raises NoFaceError, FaceIndexError, MultipleFacesError (policies ``single`` and
+    ``clear``), FaceTooSmallError, FaceTurnedError or FaceCutOffError, each with a one-line
+    message.
     """
-    box = select_face(detect_faces(image, detector), policy, min_size)
-    face = describe_face(image, box)
-    if face.mesh is None:
+    boxes = left_to_right(detect_faces(image, detector))
+    box = select_face(boxes, policy, min_size, index=face)
+    chosen = describe_face(image, box)
+    if chosen.mesh is None:
         raise NoFaceError("a face was detected but its landmarks could not be placed")
-    aligned = align_face(image, five_points(face.mesh), size, margin)
-    mesh = apply_affine(aligned.matrix, face.mesh)
-    return PreparedFace(face, aligned, mesh, face_mask(mesh, (size, size)))
+    check_usable(chosen, image.shape)
+    aligned = align_face(image, five_points(chosen.mesh), size, margin)
+    mesh = apply_affine(aligned.matrix, chosen.mesh)
+    return PreparedFace(chosen, aligned, mesh, face_mask(mesh, (size, size)),
+                        boxes.index(box), len(boxes))
+
+
+def check_usable(face: Face, shape: tuple[int, ...]) -> None:
+    """Refuse a face turned too far (MAX_YAW) or cut off by the border (MAX_CUT_OFF)."""
+    if face.pose is not None and abs(face.pose.yaw) > MAX_YAW:
+        raise FaceTurnedError(f"the face is turned {abs(face.pose.yaw):.0f}° from the camera "
+                              f"(yaw); at most {MAX_YAW:g}° can be used")
+    h, w = shape[:2]
+    xy = face.mesh[:, :2]
+    outside = float(np.mean((xy[:, 0] < 0) | (xy[:, 0] > w - 1) | (xy[:, 1] < 0)
+                            | (xy[:, 1] > h - 1)))
+    if outside > MAX_CUT_OFF:
+        raise FaceCutOffError(f"the face is cut off at the image border ({outside:.0%} of it "
+                              f"lies outside the photo; at most {MAX_CUT_OFF:.0%} can)")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from icportrait.faces import _backends
-from icportrait.faces.detect import FaceBox, check_rgb
+from icportrait.faces.boxes import FaceBox, check_rgb
 
 SAME_PERSON_THRESHOLD = 0.6
 EMBEDDING_DIM = 128

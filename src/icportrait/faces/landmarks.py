@@ -12,7 +12,7 @@ import numpy as np
 
 from icportrait.errors import NoFaceError
 from icportrait.faces import _backends
-from icportrait.faces.detect import FaceBox, check_rgb
+from icportrait.faces.boxes import FaceBox, check_rgb
 
 NUM_MESH_POINTS = 478
 
