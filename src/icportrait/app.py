@@ -65,6 +65,16 @@ def _user_errors(fn):
     return wrapper
 
 
+def _face_index(text, name: str) -> int | None:
+    """A face field: blank for automatic, else a face index (0, 1, ...)."""
+    text = "" if text is None else str(text).strip()
+    if not text:
+        return None
+    if not text.isdigit():
+        raise ICPortraitError(f"{name} # must be blank or a face index (0, 1, ...), got {text!r}")
+    return int(text)
+
+
 class _Handlers:
     """The button callbacks, bound to one pipeline and one output folder."""
 
@@ -105,11 +115,38 @@ class _Handlers:
         return parse_light(f"{direction},{colour}")
 
     @staticmethod
-    def settings(steps, seed, mask_ratio) -> Settings:
+    def settings(steps, seed, mask_ratio, profile_face=None, template_face=None) -> Settings:
         # The API takes any number: bound the work one request can ask for.
         if not 1 <= int(steps) <= MAX_STEPS:
             raise ICPortraitError(f"steps must be in [1, {MAX_STEPS}], got {steps}")
-        return Settings(steps=int(steps), seed=int(seed or 0), mask_ratio=float(mask_ratio))
+        faces = [_face_index(f, name) for f, name in ((profile_face, "profile face"),
+                                                       (template_face, "template face"))]
+        return Settings(steps=int(steps), seed=int(seed or 0), mask_ratio=float(mask_ratio),
+                        profile_face=faces[0], template_face=faces[1])
+
+    @staticmethod
+    def faces_found(files, template_path) -> tuple[list, str]:
+        """Annotated thumbnails of the uploaded photos that hold several faces, numbered as
+        the face fields count them, and a line saying what was found."""
+        from icportrait.faces import analyze_faces
+        from icportrait.faces.draw import annotate
+
+        photos = [(f"profile photo {Path(f).name}", f) for f in files or []]
+        if template_path:
+            photos.append(("template photo", template_path))
+        shown, notes = [], []
+        for name, path in photos:
+            try:
+                image = load_image(path)
+            except ICPortraitError:
+                continue  # said when generating
+            faces = analyze_faces(image)
+            if len(faces) > 1:
+                shown.append((annotate(image, faces), f"{name}: {len(faces)} faces"))
+                notes.append(f"{name}: {len(faces)} faces (0-{len(faces) - 1})")
+        line = ("Several faces found, numbered left to right: " + "; ".join(notes) +
+                ". Choose with the face fields (blank: the largest).") if notes else ""
+        return shown, line
 
     # --- running --------------------------------------------------------------------------
 
@@ -121,9 +158,12 @@ class _Handlers:
             from icportrait.faces import prepare_face
 
             # The pipeline checks all photos at once; find the culprit only on failure.
-            for name, image in [*zip(names, profiles, strict=True), (template_name, template)]:
+            checks = [(name, image, "clear", settings.profile_face)
+                      for name, image in zip(names, profiles, strict=True)]
+            checks.append((template_name, template, "largest", settings.template_face))
+            for name, image, policy, face in checks:
                 try:
-                    prepare_face(image, size=self.pipe.resolution)
+                    prepare_face(image, size=self.pipe.resolution, policy=policy, face=face)
                 except FaceError as exc:
                     raise type(exc)(f"{name}: {exc}") from None
             raise
@@ -140,14 +180,15 @@ class _Handlers:
     # --- buttons --------------------------------------------------------------------------
 
     def generate(self, files, template_path, yaw, pitch, roll, direction, colour, steps, seed,
-                 mask_ratio):
+                 mask_ratio, profile_face=None, template_face=None):
         t0 = time.perf_counter()
         profiles, names = self.profiles(files)
         photo = self.template_photo(template_path)
         light = self.light(direction, colour)
         pose = None if photo is not None else parse_pose(f"yaw={yaw},pitch={pitch},roll={roll}")
-        settings = self.settings(steps, seed, mask_ratio)
-        template = make_template(photo, pose, light)
+        settings = self.settings(steps, seed, mask_ratio, profile_face,
+                                 template_face if photo is not None else None)
+        template = make_template(photo, pose, light, face=settings.template_face)
         what = "template photo" if photo is not None else "rendered pose template"
         result = self.run(profiles, names, template, settings, f"the {what}")
         out = self.folder()
@@ -163,15 +204,18 @@ class _Handlers:
                   f"{settings.steps} steps, seed {settings.seed}.")
         sidecar = self.record(out, {**settings.to_dict(), "profiles": len(profiles),
                                     "template": source, "light": direction, "colour": colour,
+                                    "faces": result.faces,
                                     "seconds_generate": round(result.seconds, 3)})
         files_out = [str(portrait), str(flow), str(used), sidecar]
         return str(portrait), str(flow), str(used), status, files_out
 
     def sweep(self, kind, files, template_path, yaw, pitch, roll, direction, colour, steps,
-              seed, mask_ratio, progress):
+              seed, mask_ratio, profile_face=None, template_face=None, progress=None):
         profiles, names = self.profiles(files)
-        settings = self.settings(steps, seed, mask_ratio)
         photo = self.template_photo(template_path)
+        use_photo = photo is not None and kind == "light"
+        settings = self.settings(steps, seed, mask_ratio, profile_face,
+                                 template_face if use_photo else None)
         note = ""
         if kind == "pose":
             # A photo has one pose: a pose sweep renders the neutral head instead.
@@ -184,7 +228,8 @@ class _Handlers:
         else:
             pose = None if photo is not None else \
                 parse_pose(f"yaw={yaw},pitch={pitch},roll={roll}")
-            cases = [(f"light {d}", make_template(photo, pose, light))
+            cases = [(f"light {d}", make_template(photo, pose, light,
+                                                  face=settings.template_face))
                      for d, light in zip(LIGHT_SWEEP, sweep_lights(colour), strict=True)]
         out, results = self.folder(), []
         for k, (label, template) in enumerate(cases):
@@ -228,6 +273,16 @@ def build_app(pipe, workdir: Path, max_upload_mb: int = 20) -> gr.Blocks:
                 template = gr.Image(label="Template photo (optional: else the pose below)",
                                     type="filepath", image_mode=None,
                                     sources=["upload", "clipboard"], elem_id="template")
+                found_note = gr.Markdown("", elem_id="faces-note")
+                found = gr.Gallery(label="Faces found (photos with several faces)",
+                                   columns=3, height="auto", object_fit="contain",
+                                   elem_id="faces-found")
+                with gr.Row():
+                    # Text, not a number field: blank (automatic) must stay distinct from 0.
+                    profile_face = gr.Textbox("", label="Profile face # (blank: the largest)",
+                                              max_lines=1, elem_id="profile-face")
+                    template_face = gr.Textbox("", label="Template face # (blank: the largest)",
+                                               max_lines=1, elem_id="template-face")
                 with gr.Accordion("Pose (when there is no template photo)", open=True):
                     yaw = gr.Slider(-LIMITS["yaw"], LIMITS["yaw"], value=0, step=1,
                                     label="Yaw (°)", elem_id="yaw")
@@ -266,7 +321,10 @@ def build_app(pipe, workdir: Path, max_upload_mb: int = 20) -> gr.Blocks:
                                     interactive=False, elem_id="downloads")
 
         inputs = [profiles, template, yaw, pitch, roll, direction, colour, steps, seed,
-                  mask_ratio]
+                  mask_ratio, profile_face, template_face]
+        for upload in (profiles, template):
+            upload.change(_user_errors(h.faces_found), [profiles, template],
+                          [found, found_note], concurrency_limit=1, concurrency_id="faces")
 
         # Gradio finds its progress tracker by this default value (its documented idiom).
         @_user_errors

@@ -167,3 +167,38 @@ def test_generate_with_a_model_folder(photos, tmp_path, capsys, dummy_model_dir)
                  "--model", str(dummy_model_dir), "--steps", "2"])
     assert code == 2 and "no face found" in capsys.readouterr().err
     assert not (tmp_path / "x.png").exists()
+
+
+def test_generate_chooses_faces_of_group_photos(tmp_path, astronaut, grace_hopper, capsys,
+                                                dummy_model_dir):
+    # Two faces of similar size: a profile must say which one; a template takes the largest.
+    pair = np.hstack([astronaut, astronaut[:, ::-1]])
+    Image.fromarray(pair).save(tmp_path / "pair.png")
+    group = np.hstack([grace_hopper[:512], astronaut])
+    Image.fromarray(group).save(tmp_path / "group.png")
+    common = ["--model", str(dummy_model_dir), "--steps", "1"]
+    out = tmp_path / "a.png"
+    code = main(["generate", "--profile", str(tmp_path / "pair.png"), "--template",
+                 str(tmp_path / "group.png"), "-o", str(out), *common])
+    err = capsys.readouterr().err
+    assert code == 2 and err.strip().count("\n") == 0 and not out.exists()
+    assert "profile: 2 faces of similar size" in err and "--profile-face N" in err
+    code = main(["generate", "--profile", str(tmp_path / "pair.png"), "--profile-face", "1",
+                 "--template", str(tmp_path / "group.png"), "--template-face", "1", "-o",
+                 str(out), *common])
+    assert code == 0
+    faces = json.loads(out.with_suffix(".json").read_text())["faces"]
+    assert [f["index"] for f in faces["profile"]] == [1] and faces["profile"][0]["of"] == 2
+    assert faces["template"][0]["index"] == 1 and faces["template"][0]["box"][0] > 512
+    code = main(["generate", "--profile", str(tmp_path / "pair.png"), "--profile-face", "5",
+                 "--template", str(tmp_path / "group.png"), "-o", str(tmp_path / "b.png"),
+                 *common])
+    assert code == 2 and "face 5 was asked for but 2 face(s)" in capsys.readouterr().err
+    assert not (tmp_path / "b.png").exists()
+    # relight: the face by index too
+    assert main(["relight", "--image", str(tmp_path / "group.png"), "--light", "left",
+                 "--face", "3", "-o", str(tmp_path / "c.png")]) == 2
+    assert "face 3 was asked for" in capsys.readouterr().err
+    assert main(["faces", "inspect", str(tmp_path / "group.png")]) == 0
+    listed = capsys.readouterr().out
+    assert "[0]" in listed and "[1]" in listed and "left to right" in listed

@@ -44,6 +44,7 @@ def photos(tmp_path_factory, astronaut, grace_hopper) -> Path:
     Image.fromarray(astronaut).save(d / "astronaut.png")
     Image.fromarray(grace_hopper).save(d / "grace.png")
     Image.fromarray(np.full((128, 128, 3), 180, np.uint8)).save(d / "wall.png")  # no face
+    Image.fromarray(np.hstack([grace_hopper[:512], astronaut])).save(d / "group.png")
     return d
 
 
@@ -283,3 +284,30 @@ def test_a_photo_without_a_face_shows_a_clear_error(server, browser, photos):
     assert "Traceback" not in text
     assert not browser.find_elements(By.CSS_SELECTOR, "#portrait img")
     _shot(browser, "05-no-face-error")
+
+
+@needs_browser
+def test_group_photo_faces_are_numbered_and_chosen(server, browser, photos):
+    import json
+
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    _, url, workdir = server
+    _open(browser, url)
+    _upload(browser, "profiles", photos / "astronaut.png")
+    _upload(browser, "template", photos / "group.png")
+    note = lambda d: d.find_element(By.ID, "faces-note").text  # noqa: E731
+    _wait(browser, lambda d: "template photo: 2 faces (0-1)" in note(d))
+    assert browser.find_elements(By.CSS_SELECTOR, "#faces-found img")
+    box = browser.find_element(By.CSS_SELECTOR, "#template-face input")
+    box.send_keys("1", Keys.TAB)
+    _set_slider(browser, "steps", 2)
+    before = set((workdir / "outputs").glob("*/run.json"))
+    browser.find_element(By.ID, "generate").click()
+    _wait(browser, lambda d: _status(d).startswith("Done"))
+    [run] = set((workdir / "outputs").glob("*/run.json")) - before
+    record = json.loads(run.read_text())
+    assert record["template_face"] == 1 and record["faces"]["template"][0]["index"] == 1
+    assert record["faces"]["template"][0]["box"][0] > 512   # the right-hand face: hers
+    _shot(browser, "06-group-photo-face-chosen")

@@ -24,7 +24,9 @@ def faces_inspect(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON to stdout.")] = False,
     size: Annotated[int, typer.Option(help="Side of the aligned crop in pixels.")] = 256,
     margin: Annotated[float, typer.Option(help="Crop margin (1 = FFHQ framing).")] = 1.0,
-    detector: Annotated[str, typer.Option(help="auto, mediapipe or dlib.")] = "auto",
+    detector: Annotated[str, typer.Option(
+        help="auto (all passes unless the photo is a portrait), all, mediapipe, dlib or "
+             "dlib-cnn (slow).")] = "auto",
     single: Annotated[
         bool, typer.Option("--single", help="Fail images with more than one face.")
     ] = False,
@@ -34,11 +36,12 @@ def faces_inspect(
     Exits 1 if any image is unreadable or has no usable face; the others are still reported.
     """
     from icportrait.faces import MIN_FACE_SIZE, analyze_faces, prepare_face
+    from icportrait.faces.detect import DETECTORS
     from icportrait.faces.draw import annotate
     from icportrait.io import load_image, save_image
 
-    if detector not in ("auto", "mediapipe", "dlib"):
-        raise ICPortraitError(f"unknown detector {detector!r}: use auto, mediapipe or dlib")
+    if detector not in DETECTORS:
+        raise ICPortraitError(f"unknown detector {detector!r}: use {', '.join(DETECTORS)}")
     if not 16 <= size <= 4096:
         raise ICPortraitError(f"--size must be in [16, 4096] px, got {size}")
     if not 0.25 <= margin <= 4:
@@ -58,10 +61,12 @@ def faces_inspect(
                 if not faces:
                     raise ICPortraitError("no face found")
                 if not usable:
-                    raise ICPortraitError(
-                        f"{len(faces)} face(s) found but none usable (smaller than "
-                        f"{MIN_FACE_SIZE} px or without landmarks)"
-                    )
+                    why = "; ".join(
+                        f"face {i}: " + (f"{f.box.size:.0f} px across, at least {MIN_FACE_SIZE}"
+                                         " px needed" if f.box.size < MIN_FACE_SIZE
+                                         else "no landmarks could be placed")
+                        for i, f in enumerate(faces))
+                    raise ICPortraitError(f"{len(faces)} face(s) found but none usable ({why})")
                 if single and len(faces) > 1:
                     raise ICPortraitError(f"{len(faces)} faces found, --single wants one")
                 if out is not None:
@@ -89,11 +94,12 @@ def _print_inspect(report: dict) -> None:
     if "error" in report:
         return
     faces = report["faces"]
-    print(f"{report['image']}: {len(faces)} face(s), {report['seconds']:.2f} s")
+    print(f"{report['image']}: {len(faces)} face(s), {report['seconds']:.2f} s (indices left to "
+          "right, for --profile-face / --template-face / --face)")
     for i, f in enumerate(faces):
         pose = f["pose"]
         pose_txt = "pose n/a" if pose is None else (
             f"yaw {pose['yaw']:+.1f} pitch {pose['pitch']:+.1f} roll {pose['roll']:+.1f}"
         )
-        print(f"  [{i}] box {f['box']} score {f['score']:.3f} {pose_txt} "
-              f"landmarks {f['landmarks']}")
+        print(f"  [{i}] box {f['box']} {f['size_px']:.0f} px score {f['score']:.3f} "
+              f"({f['detector']}) {pose_txt} landmarks {f['landmarks']}")

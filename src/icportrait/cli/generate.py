@@ -46,6 +46,13 @@ def generate(
     paste_back: Annotated[
         bool, typer.Option("--paste-back", help="Paste the face back into the template photo.")
     ] = False,
+    profile_face: Annotated[int | None, typer.Option(
+        help="Which face of the profile photo(s), by index left to right as `faces inspect` "
+             "lists them (default: the largest, unless another is nearly as large).")
+    ] = None,
+    template_face: Annotated[int | None, typer.Option(
+        help="Which face of the template photo(s), by index (default: the largest).")
+    ] = None,
     save_flow: Annotated[
         Path | None, typer.Option(help="Also write the matching flow picture here.")
     ] = None,
@@ -72,7 +79,11 @@ def generate(
     the_light = parse_light(light) if light else None
     the_poses = [parse_pose(pose)] if pose else parse_poses(poses) if poses else None
     profiles = [load_image(p) for p in profile]
-    settings = Settings(steps=steps, seed=seed, mask_ratio=mask_ratio, paste_back=paste_back)
+    if template_face is not None and template is None:
+        raise ICPortraitError("--template-face chooses a face of a template photo: give "
+                              "--template")
+    settings = Settings(steps=steps, seed=seed, mask_ratio=mask_ratio, paste_back=paste_back,
+                        profile_face=profile_face, template_face=template_face)
     t0 = time.perf_counter()
     pipe = load_pipeline(model, device, dtype)
     info = {"profile": [str(p) for p in profile], "model": str(model or default_model_path()),
@@ -103,6 +114,9 @@ def relight(
     light: Annotated[str, typer.Option(
         help="left|right|top|bottom|front|AZ:EL[,colour[,intensity]] or sh:c0,...,c8.")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Image to write.")],
+    face: Annotated[int | None, typer.Option(
+        help="Which face, by index left to right as `faces inspect` lists them (default: "
+             "the largest).")] = None,
 ) -> None:
     """Relight a portrait through its 3D face surface (the face mesh's normals)."""
     from icportrait.generation.relight import parse_light, relight_photo
@@ -110,5 +124,5 @@ def relight(
 
     the_light = parse_light(light)
     t0 = time.perf_counter()
-    save_image(relight_photo(load_image(image), the_light), output)
+    save_image(relight_photo(load_image(image), the_light, face), output)
     print(f"wrote {output} ({time.perf_counter() - t0:.1f} s)")

@@ -11,17 +11,22 @@ from icportrait.faces.pose import pose_to_matrix
 _BOX = (40, 220, 90)
 _MESH = (90, 200, 255)
 _FIVE = (255, 60, 60)
+_INDEX = (255, 230, 40)
 _AXES = ((230, 40, 40), (40, 200, 40), (40, 90, 255))  # x red, y green, z blue
 
 
 def annotate(image: np.ndarray, faces: list[Face]) -> np.ndarray:
-    """A copy of ``image`` with each face's box, score, mesh, 5 points and pose axes."""
+    """A copy of ``image`` with each face's index (its place in ``faces``, which
+    analyze_faces orders left to right), box, score, mesh, 5 points and pose axes."""
     out = image.copy()
     scale = max(1.0, max(image.shape[:2]) / 512)
     thick = max(1, round(2 * scale))
-    for face in faces:
+    for i, face in enumerate(faces):
         b = face.box
         cv2.rectangle(out, (int(b.x0), int(b.y0)), (int(b.x1), int(b.y1)), _BOX, thick)
+        cv2.putText(out, str(i), (int(b.x0) + thick, int(b.y1) - 3 * thick),
+                    cv2.FONT_HERSHEY_SIMPLEX, max(0.6, b.height / 80), _INDEX, 2 * thick,
+                    cv2.LINE_AA)
         label = f"{b.score:.2f}"
         if face.pose is not None:
             p = face.pose

@@ -21,6 +21,8 @@ class Settings:
     seed: int = 0
     mask_ratio: float = MASK_RATIO
     paste_back: bool = False
+    profile_face: int | None = None   # which face of the profile photos (index, left to right)
+    template_face: int | None = None  # which face of the template photo
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -33,13 +35,15 @@ class Result:
     template: np.ndarray         # the template actually used (relit or rendered)
     seconds: float
     confidence: torch.Tensor | None = None  # (h, w) of each match, in [0, 1] or cosine
+    faces: dict | None = None               # the face used in each photo (pipeline's faces)
 
 
 def make_template(template: np.ndarray | None = None, pose: HeadPose | None = None,
-                  light: Light | None = None, size: int = 256) -> np.ndarray:
-    """The template to generate into: the photo, relit through its face mesh when ``light``
-    is given; without a photo, the neutral synthetic head rendered in ``pose`` (default
-    frontal) under ``light``."""
+                  light: Light | None = None, size: int = 256, face: int | None = None
+                  ) -> np.ndarray:
+    """The template to generate into: the photo, relit through the mesh of its face
+    (``face``: by index, else the largest) when ``light`` is given; without a photo, the
+    neutral synthetic head rendered in ``pose`` (default frontal) under ``light``."""
     if template is not None and pose is not None:
         raise ICPortraitError("give a template photo or a pose, not both")
     if template is not None:
@@ -47,7 +51,7 @@ def make_template(template: np.ndarray | None = None, pose: HeadPose | None = No
             return template
         from icportrait.generation.relight import relight_photo
 
-        return relight_photo(template, light)
+        return relight_photo(template, light, face)
     from icportrait.generation.pose_templates import render_template
 
     return render_template(pose or HeadPose(0.0, 0.0, 0.0), light, size)["rgb"]
@@ -59,11 +63,12 @@ def generate_portrait(pipe, profiles: list[np.ndarray], template: np.ndarray,
     t0 = time.perf_counter()
     out = pipe(profiles, template, num_inference_steps=settings.steps,
                mask_ratio=settings.mask_ratio, align_faces=True,
+               profile_face=settings.profile_face, template_face=settings.template_face,
                paste_back=settings.paste_back, output_type="np",
                generator=torch.Generator(pipe.device).manual_seed(settings.seed))
     image = (np.asarray(out.images[0]) * 255 + 0.5).clip(0, 255).astype(np.uint8)
     return Result(image, out.flow[0].cpu(), template, time.perf_counter() - t0,
-                  confidence_of(pipe, out))
+                  confidence_of(pipe, out), out.faces)
 
 
 def confidence_of(pipe, out) -> torch.Tensor | None:

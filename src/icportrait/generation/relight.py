@@ -187,16 +187,17 @@ def relight(image: np.ndarray, light: Light, normals: np.ndarray,
     return linear_to_srgb(lin * (1 - alpha) + relit * alpha)
 
 
-def photo_normals(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def photo_normals(image: np.ndarray, face: int | None = None
+                  ) -> tuple[np.ndarray, np.ndarray]:
     """Unit normals ``H x W x 3`` (NaN off the face) and the face mask of a photo, from the
     mediapipe mesh: its depth interpolated linearly between the 478 points, smoothed, and
-    differentiated."""
+    differentiated. ``face``: which face, by index left to right (default: the largest)."""
     import cv2
     from scipy.interpolate import griddata
 
     from icportrait.faces import detect_faces, face_mask, face_mesh, select_face
 
-    mesh = face_mesh(image, select_face(detect_faces(image)))
+    mesh = face_mesh(image, select_face(detect_faces(image), index=face))
     h, w = image.shape[:2]
     mask = face_mask(mesh, (h, w)) > 0.5
     x0, y0 = np.floor(mesh[:, :2].min(0)).astype(int)
@@ -216,7 +217,7 @@ def photo_normals(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return normals, mask
 
 
-def relight_photo(image: np.ndarray, light: Light) -> np.ndarray:
+def relight_photo(image: np.ndarray, light: Light, face: int | None = None) -> np.ndarray:
     """Relight a portrait photo through its face mesh (see :func:`photo_normals`)."""
-    normals, mask = photo_normals(image)
+    normals, mask = photo_normals(image, face)
     return relight(image, light, normals, mask)

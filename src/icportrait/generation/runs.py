@@ -80,14 +80,15 @@ class PortraitRun:
 
     def one(self, template: np.ndarray | None, output: Path, save_flow: Path | None = None,
             pose: HeadPose | None = None, extra: dict | None = None) -> Result:
-        tmpl = make_template(template, pose, self.light)
+        tmpl = make_template(template, pose, self.light, face=self.settings.template_face)
         with self.busy(output.name) if self.busy else contextlib.nullcontext():
             result = generate_portrait(self.pipe, self.profiles, tmpl, self.settings)
         save_image(result.image, output)
         if save_flow is not None:
             save_image(np.asarray(flow_picture(result.flow, confidence=result.confidence)),
                        save_flow)
-        sidecar = {**self.info, **(extra or {}), "seconds_generate": round(result.seconds, 3)}
+        sidecar = {**self.info, **(extra or {}), "faces": result.faces,
+                   "seconds_generate": round(result.seconds, 3)}
         atomic_write_text(output.with_suffix(".json"), json.dumps(sidecar, indent=2) + "\n")
         self.say(f"wrote {output} ({result.seconds:.1f} s)")
         return result

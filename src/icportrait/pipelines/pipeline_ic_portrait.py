@@ -44,7 +44,7 @@ from icportrait.conditioning import (
     vae_encode,
 )
 from icportrait.defaults import MASK_RATIO, MATCH_TIMESTEP, STEPS, check_mask_ratio
-from icportrait.errors import ICPortraitError, ModelFilesError
+from icportrait.errors import FaceError, ICPortraitError, ModelFilesError, MultipleFacesError
 from icportrait.models.autoencoder import PatchAutoencoder
 from icportrait.models.control_net import ICControlNet
 from icportrait.models.prompt import PromptEmbedding
@@ -67,13 +67,15 @@ class ICPortraitPipelineOutput(BaseOutput):
     flow at the finest matched level (see :mod:`icportrait.models.matching` for the
     convention), ``flow_ref`` ``(B, h, w)`` the reference each pixel matched, ``flow_score``
     its score (a descriptor net's softmax peak, the paper's variant's cosine), ``flows``
-    every level."""
+    every level. ``faces`` (with ``align_faces``): ``{"profile": [...], "template": [...]}``,
+    per photo the face used (its index left to right, of how many, box, score, pose)."""
 
     images: list[PIL.Image.Image] | np.ndarray | torch.Tensor
     flow: torch.Tensor | None = None
     flow_ref: torch.Tensor | None = None
     flow_score: torch.Tensor | None = None
     flows: dict | None = None
+    faces: dict | None = None  # align_faces: the face used in each photo (index, box, pose)
 
 
 class ICPortraitPipeline(DiffusionPipeline):
@@ -185,6 +187,8 @@ class ICPortraitPipeline(DiffusionPipeline):
         warp_profile: bool = True,
         generator: torch.Generator | list[torch.Generator] | None = None,
         align_faces: bool = False,
+        profile_face: int | None = None,
+        template_face: int | None = None,
         paste_back: bool = False,
         output_type: str = "pil",
         return_flow: bool = True,
@@ -211,22 +215,33 @@ class ICPortraitPipeline(DiffusionPipeline):
             warp_profile: False drops the warped profile term (ablation "no matching").
             generator: a generator, or one per template (then a batch equals its singles).
             align_faces: detect and align faces in the inputs (real photos).
+            profile_face, template_face: with ``align_faces``, the face to use in each
+                profile / template photo by its index, left to right (as ``icportrait faces
+                inspect`` lists them). By default a template's largest face; a profile's
+                largest unless another is nearly as large (then an error asks for an index).
             paste_back: paste each portrait back into its template photo (needs align_faces).
             output_type: ``pil``, ``np`` ((B, H, W, 3) float in [0, 1]) or ``pt``.
         """
         self._check_args(num_inference_steps, mask_ratio, reference_scale, flow_mode,
                          appearance_every, output_type, align_faces, paste_back)
+        if not align_faces and (profile_face is not None or template_face is not None):
+            raise ICPortraitError("profile_face / template_face choose among detected faces: "
+                                  "they need align_faces=True")
         # _execution_device, not device: under CPU offload the models run elsewhere.
         device, dtype = self._execution_device, self.unet.dtype
         size = self.resolution
         profiles = [to_rgb_uint8(im, "profile") for im in as_image_list(profile, "profile")]
         templates = [to_rgb_uint8(im, "template") for im in as_image_list(template, "template")]
-        prepared_templates = None
+        prepared_templates = faces = None
         if align_faces:
-            from icportrait.faces import prepare_face
-
-            profiles = [prepare_face(im, size=size).image for im in profiles]
-            prepared_templates = [prepare_face(im, size=size) for im in templates]
+            prepared_profiles = [_prepare_face(im, size, profile_face, "clear", "profile", k,
+                                               len(profiles)) for k, im in enumerate(profiles)]
+            prepared_templates = [_prepare_face(im, size, template_face, "largest", "template",
+                                                k, len(templates))
+                                  for k, im in enumerate(templates)]
+            faces = {"profile": [p.to_dict() for p in prepared_profiles],
+                     "template": [p.to_dict() for p in prepared_templates]}
+            profiles = [p.image for p in prepared_profiles]
             originals, templates = templates, [p.image for p in prepared_templates]
         k, b = len(profiles), len(templates)
         gens = generator if isinstance(generator, list) else None
@@ -315,7 +330,7 @@ class ICPortraitPipeline(DiffusionPipeline):
         if not return_dict:
             return output, flow_out[0]
         return ICPortraitPipelineOutput(output, *flow_out,
-                                        flows=flows if return_flow else None)
+                                        flows=flows if return_flow else None, faces=faces)
 
     def _format(self, images: torch.Tensor, output_type: str, prepared, originals):
         if output_type == "pt" and prepared is None:
@@ -352,6 +367,21 @@ class ICPortraitPipeline(DiffusionPipeline):
             raise ICPortraitError("paste_back needs align_faces=True (it inverts the alignment)")
         if paste_back and output_type == "pt":
             raise ICPortraitError("paste_back returns photos of their own sizes: use pil or np")
+
+
+def _prepare_face(image, size: int, index: int | None, policy: str, role: str, k: int,
+                  n: int):
+    """One photo's face, aligned; a face error names the photo (``profile 2: ...``) and,
+    when the choice is ambiguous, how to make it."""
+    from icportrait.faces import prepare_face
+
+    try:
+        return prepare_face(image, size=size, policy=policy, face=index)
+    except FaceError as exc:
+        name = f"{role} {k + 1}" if n > 1 else role
+        hint = f"; choose with --{role}-face N (Python: {role}_face=N)" \
+            if isinstance(exc, MultipleFacesError) else ""
+        raise type(exc)(f"{name}: {exc}{hint}") from None
 
 
 __all__ = ["ICPortraitPipeline", "ICPortraitPipelineOutput"]
