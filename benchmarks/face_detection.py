@@ -1,7 +1,7 @@
 """Face detection benchmark: recall and false positives on composites with known faces.
 
     .venv/bin/python benchmarks/face_detection.py [--photos DIR] [--images 40]
-        [--detector auto] [--json OUT.json] [--save DIR]
+        [--detector all] [--json OUT.json] [--save DIR]
 
 Each composite is a real background (1280 x 886) with up to six faces pasted where they do
 not overlap (icportrait.evaluation.face_composites): real portraits' heads turned in the
@@ -82,7 +82,7 @@ def main() -> None:
                                                 "backgrounds).")
     ap.add_argument("--images", type=int, default=40)
     ap.add_argument("--faces-per-image", type=int, default=6)
-    ap.add_argument("--detector", default="auto", choices=DETECTORS)
+    ap.add_argument("--detector", default="all", choices=DETECTORS)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", type=Path)
     ap.add_argument("--save", type=Path, help="Write the composites here (PNG).")

@@ -140,7 +140,7 @@ class _Handlers:
                 image = load_image(path)
             except ICPortraitError:
                 continue  # said when generating
-            faces = analyze_faces(image)
+            faces = analyze_faces(image, "all")  # the faces the indices count
             if len(faces) > 1:
                 shown.append((annotate(image, faces), f"{name}: {len(faces)} faces"))
                 notes.append(f"{name}: {len(faces)} faces (0-{len(faces) - 1})")

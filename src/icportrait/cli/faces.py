@@ -25,8 +25,8 @@ def faces_inspect(
     size: Annotated[int, typer.Option(help="Side of the aligned crop in pixels.")] = 256,
     margin: Annotated[float, typer.Option(help="Crop margin (1 = FFHQ framing).")] = 1.0,
     detector: Annotated[str, typer.Option(
-        help="auto (all passes unless the photo is a portrait), all, mediapipe, dlib or "
-             "dlib-cnn (slow).")] = "auto",
+        help="all (every pass: the faces --profile-face/--template-face/--face count), auto "
+             "(stops at a portrait's face), mediapipe, dlib or dlib-cnn (slow).")] = "all",
     single: Annotated[
         bool, typer.Option("--single", help="Fail images with more than one face.")
     ] = False,

@@ -71,7 +71,7 @@ MAX_CUT_OFF = 0.15
 @dataclass(frozen=True)
 class PreparedFace:
     """The chosen face of a photo in the canonical frame: what profiles and templates use.
-    ``index`` is its place among the photo's ``count`` faces, left to right."""
+    ``index`` is its place among the ``count`` faces ``detector`` found, left to right."""
 
     face: Face
     aligned: AlignedFace
@@ -79,6 +79,7 @@ class PreparedFace:
     mask: np.ndarray = field(repr=False)  # size x size float32 face-region mask
     index: int = 0
     count: int = 1
+    detector: str = "auto"  # whose face list ``index`` and ``count`` refer to
 
     @property
     def image(self) -> np.ndarray:
@@ -86,7 +87,8 @@ class PreparedFace:
 
     def to_dict(self) -> dict:
         """What a sidecar records of the face used."""
-        return {"index": self.index, "of": self.count, **self.face.to_dict()}
+        return {"index": self.index, "of": self.count, "found_by": self.detector,
+                **self.face.to_dict()}
 
 
 def prepare_face(
@@ -94,17 +96,22 @@ def prepare_face(
     size: int = 256,
     margin: float = 1.0,
     policy: Policy = "largest",
-    detector: Detector = "auto",
+    detector: Detector | None = None,
     min_size: float = MIN_FACE_SIZE,
     face: int | None = None,
 ) -> PreparedFace:
     """Detect, choose (``face``: that index, left to right; else by ``policy``, see
     :func:`select_face`), landmark and align one face.
 
+    ``detector`` defaults to ``all`` when ``face`` is given (indices count the faces
+    ``icportrait faces inspect`` lists, every pass included), else ``auto`` (a portrait's
+    face is found by the first pass, and the largest face is the same either way).
+
     Raises NoFaceError, FaceIndexError, MultipleFacesError (policies ``single`` and
     ``clear``), FaceTooSmallError, FaceTurnedError or FaceCutOffError, each with a one-line
     message.
     """
+    detector = detector or ("auto" if face is None else "all")
     boxes = left_to_right(detect_faces(image, detector))
     box = select_face(boxes, policy, min_size, index=face)
     chosen = describe_face(image, box)
@@ -114,7 +121,7 @@ def prepare_face(
     aligned = align_face(image, five_points(chosen.mesh), size, margin)
     mesh = apply_affine(aligned.matrix, chosen.mesh)
     return PreparedFace(chosen, aligned, mesh, face_mask(mesh, (size, size)),
-                        boxes.index(box), len(boxes))
+                        boxes.index(box), len(boxes), detector)
 
 
 def check_usable(face: Face, shape: tuple[int, ...]) -> None:
