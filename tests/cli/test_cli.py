@@ -154,10 +154,20 @@ def test_generate_with_a_model_folder(photos, tmp_path, capsys, dummy_model_dir)
                  "--model", str(dummy_model_dir), "--steps", "2",
                  "--save-flow", str(tmp_path / "flow.png")])
     assert code == 0
-    assert Image.open(out).size == (32, 32)  # the model's resolution
+    grace = Image.open(photos / "grace.jpg").size
+    assert Image.open(out).size == grace  # pasted back into the template photo by default
     sidecar = json.loads(out.with_suffix(".json").read_text())
     assert sidecar["steps"] == 2 and sidecar["seed"] == 0 and sidecar["seconds_generate"] > 0
+    assert sidecar["paste_back"] and sidecar["output_size"] == list(grace)
+    assert sidecar["output"] == "the template photo with the portrait pasted back"
     assert Image.open(tmp_path / "flow.png").size == (512, 256)
+    crop = tmp_path / "out" / "crop.png"
+    assert main(["generate", "--profile", str(photos / "astronaut.png"), "--template",
+                 str(photos / "grace.jpg"), "-o", str(crop), "--model", str(dummy_model_dir),
+                 "--steps", "1", "--crop"]) == 0
+    assert Image.open(crop).size == (32, 32)  # the model's resolution
+    sidecar = json.loads(crop.with_suffix(".json").read_text())
+    assert not sidecar["paste_back"] and sidecar["output"] == "the model-resolution crop"
     code = main(["generate", "--profile", str(photos / "astronaut.png"), "--template",
                  str(photos / "grace.jpg"), "-o", str(out), "--model", str(tmp_path / "none")])
     assert code == 2

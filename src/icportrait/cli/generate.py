@@ -43,9 +43,10 @@ def generate(
     steps: Annotated[int, typer.Option(help="Denoising steps.")] = STEPS,
     seed: Seed = 0,
     mask_ratio: MaskRatio = MASK_RATIO,
-    paste_back: Annotated[
-        bool, typer.Option("--paste-back", help="Paste the face back into the template photo.")
-    ] = False,
+    paste_back: Annotated[bool | None, typer.Option(
+        "--paste-back/--crop",
+        help="With a template photo, the portrait is pasted back into it at its own size "
+             "(default); --crop writes the model-resolution face crop instead.")] = None,
     profile_face: Annotated[int | None, typer.Option(
         help="Which face of the profile photo(s), by index left to right as `faces inspect` "
              "lists them (default: the largest, unless another is nearly as large).")
@@ -75,6 +76,8 @@ def generate(
         raise ICPortraitError("--save-flow takes one file: not with a template folder")
     if paste_back and template is None:
         raise ICPortraitError("--paste-back needs a template photo")
+    if paste_back is None:  # a photo's portrait comes back at the photo's size
+        paste_back = template is not None
     # Parse everything before the slow model load, so a typo fails at once.
     the_light = parse_light(light) if light else None
     the_poses = [parse_pose(pose)] if pose else parse_poses(poses) if poses else None

@@ -87,8 +87,11 @@ class PortraitRun:
         if save_flow is not None:
             save_image(np.asarray(flow_picture(result.flow, confidence=result.confidence)),
                        save_flow)
-        sidecar = {**self.info, **(extra or {}), "faces": result.faces,
-                   "seconds_generate": round(result.seconds, 3)}
+        h, w = result.image.shape[:2]
+        written = "the template photo with the portrait pasted back" if \
+            self.settings.paste_back and template is not None else "the model-resolution crop"
+        sidecar = {**self.info, **(extra or {}), "output": written, "output_size": [w, h],
+                   "faces": result.faces, "seconds_generate": round(result.seconds, 3)}
         atomic_write_text(output.with_suffix(".json"), json.dumps(sidecar, indent=2) + "\n")
         self.say(f"wrote {output} ({result.seconds:.1f} s)")
         return result
