@@ -4,9 +4,10 @@
 #
 # This is the recipe of the *next* embedded model (patch autoencoder, v-prediction base,
 # descriptor matching net, cross-identity appearance training, and pairs cut from real photos
-# in every stage after the autoencoder). Its first run, without photo pairs, made a
-# consistent model whose matching works on synthetic views but whose portraits of real
-# photos are grey blobs (docs/autoencoder.md), so weights/tiny is still v0, built at commit
+# in every stage after the autoencoder). Both of its runs (without photo pairs, then with
+# them: these defaults, 1 h 45 min on 2 CPU cores) made a consistent model whose matching
+# works on synthetic views but whose portraits of real photos are grey blobs, because the
+# base does not generate (docs/autoencoder.md), so weights/tiny is still v0, built at commit
 # f8aab82 (weights/tiny/RECIPE.md).
 #
 #   scripts/train_tiny.sh [RUN_DIR] [APPEARANCE_STEPS] [BASE_STEPS] [MATCHING_STEPS]
