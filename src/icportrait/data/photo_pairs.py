@@ -32,8 +32,6 @@ class PhotoPairs(Dataset):
     the rest scene windows. Item ``k`` depends only on ``(seed, k)``.
     """
 
-    shared_views = False
-
     def __init__(self, root: str | Path, size: int, split: str = "train", length: int = 10000,
                  face_fraction: float = 0.75, seed: int = 0, with_flow: bool = True,
                  cross_identity: float = 0.0):

@@ -58,6 +58,7 @@ def _face_patch(portrait: Portrait, yaw: float, size: float, roll: float, lifted
     from icportrait.synth.photo_lift import LiftedFace, fill_holes, mesh_triangles, render_lifted
 
     pts = portrait.mesh[:468]
+    width = float(np.ptp(pts[:, 0]))  # the face's own width, before any turn
     if lifted:
         # Eyes and mouth closed over (the bare mesh has holes there).
         face = LiftedFace(portrait.image, pts.astype(np.float64), fill_holes(mesh_triangles()))
@@ -66,19 +67,15 @@ def _face_patch(portrait: Portrait, yaw: float, size: float, roll: float, lifted
         image = render_lifted(face, rot, background=(0, 0, 0))
         white = render_lifted(face, rot, background=(255, 255, 255))
         alpha = (image == white).all(-1).astype(np.float32)
-        c = face.center
-        pts2 = (pts - c) @ rot.T + c
-        width = float(np.ptp(pts[:, 0]))  # the face's own width, before the turn
+        centre = ((pts - face.center) @ rot.T + face.center)[:, :2].mean(0)
     else:
-        image, pts2 = portrait.image, pts
-        width = float(np.ptp(pts[:, 0]))
+        image = portrait.image
+        centre = pts[:, :2].mean(0)
         alpha = np.zeros(image.shape[:2], np.float32)
-        centre = pts2[:, :2].mean(0)
         axes = (int(width * 0.85), int(np.ptp(pts[:, 1]) * 0.9))
         cv2.ellipse(alpha, (int(centre[0]), int(centre[1] - 0.1 * axes[1])), axes, 0, 0, 360,
                     1.0, -1)
     alpha = cv2.GaussianBlur(alpha, (0, 0), max(1.0, width * 0.03))
-    centre = pts2[:, :2].mean(0)
     scale = size / width
     m = cv2.getRotationMatrix2D((float(centre[0]), float(centre[1])), roll, scale)
     half = int(np.ceil(size * 1.6))

@@ -14,7 +14,7 @@ Boxes are in pixel coordinates of the (upright, RGB) image: ``x0, y0`` top-left 
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
 
@@ -27,7 +27,7 @@ from icportrait.faces.boxes import FaceBox, check_rgb, clip_box
 MIN_FACE_SIZE = 48
 
 Detector = Literal["auto", "all", "mediapipe", "dlib", "dlib-cnn"]
-DETECTORS = ("auto", "all", "mediapipe", "dlib", "dlib-cnn")
+DETECTORS: tuple[str, ...] = get_args(Detector)
 Policy = Literal["largest", "clear", "single"]
 
 
@@ -132,10 +132,8 @@ def _rotated(image: np.ndarray, angle: float) -> list[FaceBox]:
     return boxes
 
 
-# Faces from the extra passes smaller than this are not checked (nor kept): below it the
-# mesh model has too few pixels to confirm a face.
+# Candidates smaller than this are dropped unchecked: too few pixels to confirm a face.
 _MIN_CANDIDATE = 20
-
 
 # A face from a pass over the whole image or a tile must be found again, by mediapipe's
 # short-range model, in a crop around it where it fills about half the frame, with at least
@@ -186,28 +184,25 @@ DLIB_THRESHOLD = 0.3
 def detect_dlib(image: np.ndarray, upsample: int = 1) -> list[FaceBox]:
     h, w = image.shape[:2]
     rects, scores, _ = _backends.dlib_hog_detector().run(image, upsample, DLIB_THRESHOLD)
-    boxes = []
-    for r, s in zip(rects, scores, strict=True):
-        # HOG scores are SVM margins (about 0..3); squash them into (0, 1) like mediapipe's.
-        box = clip_box(r.left(), r.top(), r.right() + 1, r.bottom() + 1, w, h,
-                        1.0 / (1.0 + np.exp(-2.0 * s)), "dlib-hog")
-        if box is not None:
-            boxes.append(box)
-    return boxes
+    return _dlib_boxes(rects, scores, w, h, "dlib-hog")
 
 
 def detect_dlib_cnn(image: np.ndarray, upsample: int = 0) -> list[FaceBox]:
     """dlib's CNN (MMOD) detector: finds turned faces HOG misses; slow on CPU (seconds per
     megapixel), so only on request."""
     h, w = image.shape[:2]
-    boxes = []
-    for d in _backends.dlib_cnn_detector()(image, upsample):
-        r = d.rect
-        box = clip_box(r.left(), r.top(), r.right() + 1, r.bottom() + 1, w, h,
-                        1.0 / (1.0 + np.exp(-2.0 * d.confidence)), "dlib-cnn")
-        if box is not None:
-            boxes.append(box)
-    return boxes
+    found = _backends.dlib_cnn_detector()(image, upsample)
+    return _dlib_boxes([d.rect for d in found], [d.confidence for d in found], w, h,
+                       "dlib-cnn")
+
+
+def _dlib_boxes(rects, margins, w: int, h: int, name: str) -> list[FaceBox]:
+    """dlib rectangles as clipped boxes; their scores are margins (about 0..3), squashed into
+    (0, 1) like mediapipe's."""
+    boxes = [clip_box(r.left(), r.top(), r.right() + 1, r.bottom() + 1, w, h,
+                      1.0 / (1.0 + np.exp(-2.0 * m)), name) for r, m in zip(rects, margins,
+                                                                             strict=True)]
+    return [b for b in boxes if b is not None]
 
 
 def detect_faces(image: np.ndarray, detector: Detector = "auto") -> list[FaceBox]:
