@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from icportrait.cli.common import AsJson, MaskRatio, Seed, progress_bar
-from icportrait.defaults import DESCRIPTOR_DIM, MASK_RATIO, PHOTO_PAIRS
+from icportrait.defaults import DESCRIPTOR_DIM, MASK_RATIO, MATCH_LOCALITY, PHOTO_PAIRS
 
 train_app = typer.Typer(help="Train every stage (accelerate; resumable).", no_args_is_help=True)
 
@@ -154,6 +154,10 @@ def train_matching(
         help="Channels of the matching descriptor head, trained with a dual-softmax loss on "
              "ground-truth matches (0: the paper's variant, raw features, denoising loss).")
     ] = DESCRIPTOR_DIM,
+    match_locality: Annotated[float, typer.Option(
+        help="Descriptor nets: standard deviation of the prior on a match's displacement, as "
+             "a fraction of the half's width (faces are aligned, so they barely move).")
+    ] = MATCH_LOCALITY,
     correspondence_loss: Annotated[
         float, typer.Option(help="Paper's variant: weight of the optional correspondence "
                                  "loss (0: off).")
@@ -164,7 +168,8 @@ def train_matching(
 ) -> None:
     """Train the matching net (base frozen) on cross-view pairs."""
     run_stage(shared, stage="matching", init=str(base), steps=steps, batch_size=batch_size,
-              lr=lr, descriptor_dim=descriptor_dim, correspondence_loss=correspondence_loss,
+              lr=lr, descriptor_dim=descriptor_dim, match_locality=match_locality,
+              correspondence_loss=correspondence_loss,
               mask_ratio=mask_ratio,
               checkpoint_every=checkpoint_every)
 

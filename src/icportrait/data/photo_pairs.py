@@ -6,18 +6,32 @@ own colour jitter, or two overlapping windows of a scene. Both crops are affine 
 same photo, so the flow between them is known exactly wherever both see the photo. This puts
 real faces and real textures into both halves of the canvases the base, the matching net and
 the appearance net train on, which synthetic renders alone never do.
+
+Crops of one photo only differ by an affine map, whereas two people's aligned faces differ in
+shape and pose. So in a share ``reshape_fraction`` of the face pairs the target is *reshaped*:
+the profile crop warped piecewise-affinely (along the 478-point face mesh, plus anchors on
+the crop's border) so that its mesh takes another face's shape, partly, and a small turn
+about the vertical axis (the mesh's depth). That warp is the flow, so it stays exact.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
 from icportrait.data.photos import PhotoCrops, colour_jitter, warp_photo
+from icportrait.defaults import RESHAPE_FRACTION
 from icportrait.errors import ICPortraitError
+
+RESHAPE_TURN = 12.0             # degrees: the largest turn of a reshaped target
+RESHAPE_SHARE = (0.5, 1.0)      # how far a reshaped target moves towards the other shape
+# Only near-frontal faces are reshaped (and give shapes): on a turned face the mesh's hidden
+# side overlaps itself in the image, so moving its points would fold the warp.
+RESHAPE_MAX_YAW = 25.0
 
 
 class PhotoPairs(Dataset):
@@ -29,39 +43,57 @@ class PhotoPairs(Dataset):
     source lies inside both the photo and the profile crop; zero poses, the photo's index as
     ``identity``, and with ``cross_identity`` > 0 ``template`` = the target (a photo has no
     other person in the same view). A share ``face_fraction`` of the pairs are aligned faces,
-    the rest scene windows. Item ``k`` depends only on ``(seed, k)``.
+    the rest scene windows; of the face pairs a share ``reshape_fraction`` have a reshaped
+    target (module docstring). Item ``k`` depends only on ``(seed, k)``.
     """
 
     def __init__(self, root: str | Path, size: int, split: str = "train", length: int = 10000,
                  face_fraction: float = 0.75, seed: int = 0, with_flow: bool = True,
-                 cross_identity: float = 0.0):
+                 cross_identity: float = 0.0, reshape_fraction: float = RESHAPE_FRACTION):
         self.crops = PhotoCrops(root, size, split, length, face_fraction, seed)
         if face_fraction > 0 and not self.crops.faces:
             raise ICPortraitError(f"{root} has no faces in its {split} photos")
         self.size, self.length, self.seed = size, length, seed
         self.face_fraction, self.with_flow = face_fraction, with_flow
-        self.cross_identity = cross_identity
+        self.cross_identity, self.reshape_fraction = cross_identity, reshape_fraction
+        self._meshes: dict[int, tuple[np.ndarray, float]] = {}
 
     def __len__(self) -> int:
         return self.length
 
     def __getitem__(self, idx: int) -> dict:
         rng = np.random.default_rng([self.seed, idx, 13])
-        crops = self.crops
-        if rng.random() < self.face_fraction:
-            k, five = crops.faces[rng.integers(len(crops.faces))]
+        crops, s = self.crops, self.size
+        face = rng.random() < self.face_fraction
+        if face:
+            f = int(rng.integers(len(crops.faces)))
+            k, five = crops.faces[f]
             photo = crops.photo(k)
             m_p, m_t = (crops.face_transform(five, rng) for _ in range(2))
         else:
             k = int(rng.integers(len(crops.photos)))
             photo = crops.photo(k)
             m_p, m_t = self._scene_transforms(photo.shape[:2], rng)
-        if rng.random() < 0.5:  # mirror both: the pair stays an exact correspondence
-            s = self.size
-            flip = np.array([[-1.0, 0, s - 1], [0, 1, 0], [0, 0, 1]])
-            m_p, m_t = flip @ m_p, flip @ m_t
-        profile = colour_jitter(warp_photo(photo, m_p[:2], self.size), rng)
-        target = colour_jitter(warp_photo(photo, m_t[:2], self.size), rng)
+        # Mirror both (the pair stays an exact correspondence; the other face of a reshape
+        # too, so that its mesh points keep their sides).
+        flip = np.array([[-1.0, 0, s - 1], [0, 1, 0], [0, 0, 1]]) if rng.random() < 0.5 \
+            else np.eye(3)
+        m_p, m_t = flip @ m_p, flip @ m_t
+        profile = warp_photo(photo, m_p[:2], s)
+        g = int(rng.integers(len(crops.faces))) if face else 0
+        if face and rng.random() < self.reshape_fraction and self._frontal(f) \
+                and self._frontal(g):
+            other = flip @ crops.face_transform(crops.faces[g][1], rng)
+            flow = self._reshape_flow(_moved(self._mesh(f)[0], m_p),
+                                      _moved(self._mesh(g)[0], other), rng)
+            target = cv2.remap(profile, flow[0], flow[1], cv2.INTER_LINEAR,
+                               borderMode=cv2.BORDER_REFLECT_101)
+            valid = ((flow >= 0) & (flow <= s - 1)).all(0)
+        else:
+            target = warp_photo(photo, m_t[:2], s)
+            flow, valid = pair_flow(m_p, m_t, photo.shape[:2], s) if self.with_flow \
+                else (None, None)
+        profile, target = colour_jitter(profile, rng), colour_jitter(target, rng)
 
         def img(a: np.ndarray) -> torch.Tensor:
             return torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1).float() / 255.0
@@ -71,11 +103,49 @@ class PhotoPairs(Dataset):
                 "target_pose": zero.clone(), "identity": k, "profile_view": 0,
                 "target_view": 1, "profile_light": 0, "target_light": 1}
         if self.with_flow:
-            flow, valid = pair_flow(m_p, m_t, photo.shape[:2], self.size)
             item["flow"], item["valid"] = torch.from_numpy(flow), torch.from_numpy(valid)
         if self.cross_identity > 0:
             item["template"], item["template_identity"] = item["target"], k
         return item
+
+    def _frontal(self, f: int) -> bool:
+        return abs(self._mesh(f)[1]) <= RESHAPE_MAX_YAW
+
+    def _mesh(self, f: int) -> tuple[np.ndarray, float]:
+        """Face ``f``'s 478-point mesh (x, y, depth) in its photo's pixels and its yaw: the
+        face the toolkit finds nearest to its stored landmarks (computed once per face)."""
+        if f not in self._meshes:
+            from icportrait.faces import analyze_faces
+
+            k, five = self.crops.faces[f]
+            found = [x for x in analyze_faces(self.crops.photo(k)) if x.mesh is not None]
+            if not found:
+                raise ICPortraitError(f"face {f} of the photo corpus has no mesh any more")
+            near = min(found, key=lambda x: np.abs(x.five - five).sum())
+            self._meshes[f] = (near.mesh, near.pose.yaw if near.pose else 90.0)
+        return self._meshes[f]
+
+    def _reshape_flow(self, mesh: np.ndarray, other: np.ndarray, rng) -> np.ndarray:
+        """Target -> profile flow ``(2, S, S)`` (pixels) of a reshape of the profile crop whose
+        mesh is ``mesh`` towards ``other`` (both in crop pixels, x, y, depth)."""
+        from icportrait.faces.correspondence import mesh_flow
+
+        s = self.size
+        shape = mesh[:, :2] + rng.uniform(*RESHAPE_SHARE) * (other[:, :2] - mesh[:, :2])
+        turn = np.radians(rng.uniform(-RESHAPE_TURN, RESHAPE_TURN))
+        centre = shape[:, 0].mean()
+        depth = mesh[:, 2] - mesh[:, 2].mean()
+        shape[:, 0] = centre + (shape[:, 0] - centre) * np.cos(turn) + depth * np.sin(turn)
+        edge = np.linspace(0, s - 1, 9)
+        border = np.unique(np.concatenate([np.stack([edge, np.full(9, v)], 1) for v in (0, s - 1)]
+                                          + [np.stack([np.full(9, v), edge], 1)
+                                             for v in (0, s - 1)]), axis=0)
+        # Every third mesh point (neighbours 1 px apart that move differently fold the warp),
+        # and none near or past the border (they would fold it there).
+        inside = ((shape > 2) & (shape < s - 3)).all(1) & \
+            ((mesh[:, :2] > 2) & (mesh[:, :2] < s - 3)).all(1) & (np.arange(len(mesh)) % 3 == 0)
+        return mesh_flow(np.vstack([shape[inside], border]),
+                         np.vstack([mesh[inside, :2], border]), (s, s), s)
 
     def _scene_transforms(self, hw: tuple[int, int], rng) -> tuple[np.ndarray, np.ndarray]:
         """Two overlapping windows of a scene: a shared side, shifted by up to a quarter."""
@@ -90,6 +160,13 @@ class PhotoPairs(Dataset):
             k = s / scale
             out.append(np.array([[k, 0, -(x + dx) * k], [0, k, -(y + dy) * k], [0, 0, 1]]))
         return out[0], out[1]
+
+
+def _moved(mesh: np.ndarray, m: np.ndarray) -> np.ndarray:
+    """A mesh (x, y, depth) in photo pixels mapped into a crop by the 3 x 3 map ``m``
+    (depth scaled with it)."""
+    xy = mesh[:, :2] @ m[:2, :2].T + m[:2, 2]
+    return np.column_stack([xy, mesh[:, 2] * np.sqrt(abs(np.linalg.det(m[:2, :2])))])
 
 
 def pair_flow(m_profile: np.ndarray, m_target: np.ndarray, photo_hw: tuple[int, int],

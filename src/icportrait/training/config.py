@@ -10,6 +10,7 @@ from pathlib import Path
 from icportrait.defaults import (
     DESCRIPTOR_DIM,
     MASK_RATIO,
+    MATCH_LOCALITY,
     MATCH_TIMESTEP,
     PHOTO_PAIRS,
     check_mask_ratio,
@@ -62,6 +63,7 @@ class TrainConfig:
     # view and light (data rendered with --shared-views), the target staying the truth
     cross_identity: float = 0.0
     descriptor_dim: int = DESCRIPTOR_DIM  # matching stage: head size, 0 = paper's variant
+    match_locality: float = MATCH_LOCALITY  # the descriptor's displacement prior (std / width)
     correspondence_loss: float = 0.0
     correspondence_temperature: float = 0.07
     match_timestep: int = MATCH_TIMESTEP

@@ -214,6 +214,8 @@ class MatchingModule(StageModule):
             with torch.random.fork_rng():  # a fresh head, the same for every run of a seed
                 torch.manual_seed(cfg.seed)
                 net = net.with_descriptor_head(cfg.descriptor_dim)
+        if net.has_descriptor:  # the prior is trained with, and saved in the net's config
+            net.register_to_config(match_locality=cfg.match_locality)
         self.net: ICControlNet = net.requires_grad_(True).train()
         if net.has_descriptor:  # its residuals are never used: keep DDP from waiting on them
             net.zero_convs.requires_grad_(False)
