@@ -38,6 +38,9 @@ SHARED_OPTIONS = [
              "one photo, exact flow.")], PHOTO_PAIRS),
     _option("val_data", Annotated[Path | None, typer.Option(help="Held-out dataset folder.")],
             None),
+    _option("max_timestep", Annotated[int | None, typer.Option(
+        help="Train on noise levels below this timestep only (a model for warp-initialised "
+             "sampling at strength max_timestep / 1000; default: all).")], None),
     _option("validate_every", Annotated[int, typer.Option(
         help="Validate every N steps (0: never).")], 0),
     _option("grad_accum", Annotated[int, typer.Option(help="Gradient accumulation steps.")], 1),
@@ -125,13 +128,15 @@ def train_base(
     steps: Steps = 10000, batch_size: Batch = 8, lr: Lr = 2e-4,
     checkpoint_every: CheckpointEvery = 200,
     ema_decay: EmaDecay = None,
+    init: Annotated[Path | None, typer.Option(
+        help="Fine-tune this pipeline's UNet (its VAE stays; no VAE phase).")] = None,
     **shared,
 ) -> None:
     """Pretrain the tiny spec's VAE (on photos and renders), then its UNet (on renders)."""
     out = Path(shared["output_dir"])
     resume = shared["resume"]
     vae_dir = out / "vae"
-    if not (vae_dir / "pipeline" / "model_index.json").is_file():
+    if init is None and not (vae_dir / "pipeline" / "model_index.json").is_file():
         vae = {**shared, "output_dir": vae_dir, "data": vae_data or shared["data"]}
         r = run_stage(vae, stage="vae", spec=spec, steps=vae_steps, lr=vae_lr or lr,
                       batch_size=vae_batch_size, checkpoint_every=checkpoint_every)
@@ -140,7 +145,7 @@ def train_base(
         resume = False
     unet = {**shared, "output_dir": out / "unet",
             "resume": resume or (out / "unet" / "checkpoints").is_dir()}
-    run_stage(unet, stage="base", init=str(vae_dir / "pipeline"), steps=steps, lr=lr,
+    run_stage(unet, stage="base", init=str(init or vae_dir / "pipeline"), steps=steps, lr=lr,
               batch_size=batch_size, ema_decay=ema_decay, checkpoint_every=checkpoint_every)
 
 

@@ -68,6 +68,9 @@ class TrainConfig:
     correspondence_temperature: float = 0.07
     match_timestep: int = MATCH_TIMESTEP
     kl_weight: float = 1e-6
+    # Denoising stages: timesteps are drawn below this one only (None: all). A model sampled
+    # from a warp-initialised latent at strength s only ever sees t < s * 1000.
+    max_timestep: int | None = None
     # Random square crops for VAE training (0: whole images). Off by default: on the tiny
     # spec, 64 px crops of 128 px renders left full images with a global colour shift
     # (GroupNorm and mid-block attention statistics differ; validation PSNR 18.3 dB).
@@ -100,6 +103,8 @@ class TrainConfig:
         if self.lora_rank < 0 or (self.lora_rank and self.stage != "appearance"):
             raise ICPortraitError("--lora-rank must be >= 0, and LoRA trains with the appearance "
                                   "stage only")
+        if self.max_timestep is not None and not 1 <= self.max_timestep <= 1000:
+            raise ICPortraitError(f"--max-timestep must be in [1, 1000], got {self.max_timestep}")
         if self.ema_decay is not None and not 0 < self.ema_decay < 1:
             raise ICPortraitError(f"EMA decay must be in (0, 1), got {self.ema_decay}")
 

@@ -110,8 +110,9 @@ class StageModule(nn.Module):
         v-prediction model) and the timesteps."""
         sched = self.frozen.train_scheduler
         noise = torch.randn(x0.shape, generator=gen, device=gen.device).to(x0)
-        t = torch.randint(0, sched.config.num_train_timesteps, (x0.shape[0],), generator=gen,
-                          device=gen.device).to(x0.device)
+        top = min(self.cfg.max_timestep or sched.config.num_train_timesteps,
+                  sched.config.num_train_timesteps)
+        t = torch.randint(0, top, (x0.shape[0],), generator=gen, device=gen.device).to(x0.device)
         target = sched.get_velocity(x0, noise, t) \
             if sched.config.prediction_type == "v_prediction" else noise
         return sched.add_noise(x0, noise, t), target, t
