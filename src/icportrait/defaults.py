@@ -11,6 +11,7 @@ PHOTO_PAIRS = 20000       # training pairs drawn from each photo corpus in a sta
 RESHAPE_FRACTION = 0.5    # share of photo face pairs whose target takes another face's shape
 MATCH_LOCALITY = 0.05     # matching prior: std of a match's displacement / half width
 STEPS = 30                # denoising steps of a portrait
+STRENGTH = 1.0            # share of the schedule a portrait runs (< 1: warp-initialised)
 EVAL_STEPS = 20           # denoising steps in evaluation suites (cheaper, same for all methods)
 VALIDATION_STEPS = 10     # denoising steps of training-time validation and release checks
 

@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
 
+from icportrait.defaults import STRENGTH
 from icportrait.errors import ModelFilesError
 from icportrait.models.autoencoder import PatchAutoencoder
 from icportrait.models.control_net import ICControlNet
@@ -127,15 +128,15 @@ def build_components(spec: ModelSpec | str, seed: int = 0) -> dict:
 
 
 def assemble_pipeline(vae, unet, scheduler, null_embedding=None, text_encoder=None,
-                      tokenizer=None, matching_net=None, appearance_net=None
-                      ) -> ICPortraitPipeline:
+                      tokenizer=None, matching_net=None, appearance_net=None,
+                      default_strength: float = STRENGTH) -> ICPortraitPipeline:
     """An ICPortraitPipeline on a base; missing control nets are created from the UNet."""
     matching_net = matching_net or ICControlNet.from_unet(unet)
     appearance_net = appearance_net or ICControlNet.from_unet(unet)
     return ICPortraitPipeline(
         vae=vae, unet=unet, matching_net=matching_net, appearance_net=appearance_net,
         scheduler=scheduler, null_embedding=null_embedding, text_encoder=text_encoder,
-        tokenizer=tokenizer,
+        tokenizer=tokenizer, default_strength=default_strength,
     )
 
 

@@ -17,6 +17,7 @@ Features of K references for B targets arrive reference-major within each target
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 from icportrait.conditioning import Condition, noised, prepare_condition, split
 from icportrait.errors import ICPortraitError
@@ -152,3 +153,42 @@ def reference_features(
             target = target + warp(src, m.flow, m.ref)
         out.append(torch.cat([src[:, profile_index], target], dim=-1))
     return ControlFeatures.from_list(out)
+
+
+# Std of the blur that separates a latent's light and skin tone (low frequencies) from its
+# identity detail, as a fraction of the half's width.
+LIGHT_SIGMA = 0.1
+
+
+def blur(latents: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Separable Gaussian blur of ``(B, C, H, W)`` latents (``sigma`` in cells, edges
+    replicated)."""
+    radius = max(1, int(3 * sigma))
+    x = torch.arange(-radius, radius + 1, device=latents.device, dtype=latents.dtype)
+    g = torch.exp(-x**2 / (2 * sigma**2))
+    g = g / g.sum()
+    c = latents.shape[1]
+    out = F.pad(latents, (radius,) * 4, mode="replicate")
+    out = F.conv2d(out, g.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
+    return F.conv2d(out, g.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
+
+
+def warp_init(profile: torch.Tensor, template: torch.Tensor, flows: Flows | None,
+              num_refs: int = 1, region: torch.Tensor | None = None,
+              light_sigma: float = LIGHT_SIGMA) -> torch.Tensor:
+    """Where warp-initialised sampling starts the portrait: the profile latents ``(B * K, C,
+    h, w)`` pulled along the matching flow (bilinear, so sub-cell matches keep their
+    position), with their low frequencies (light, skin tone) replaced by the template's
+    ``(B, C, h, w)``; outside ``region`` ``(B, 1, h, w)`` in [0, 1] (the template's face) the
+    template itself. Without flows (the no-matching ablation), the template."""
+    if flows is None:
+        return template
+    h, w = template.shape[-2:]
+    m = flow_for(flows, (h, w))
+    src = profile.reshape(template.shape[0], num_refs, *profile.shape[1:])
+    warped = warp(src, m.flow, m.ref, mode="bilinear")
+    sigma = light_sigma * w
+    relit = warped - blur(warped, sigma) + blur(template, sigma)
+    if region is None:
+        return relit
+    return region * relit + (1 - region) * template

@@ -14,6 +14,12 @@ One ``__call__``, following IC-Portrait (arXiv 2501.17159, Figure 3):
    the appearance net's profile features are warped by the flow, its target (lighting)
    features added, and the result, F_ref, enters the base UNet as ControlNet residuals
    times ``reference_scale``.
+   With ``strength`` < 1 (warp-initialised sampling, the default of the tiny model) the
+   target half does not start from pure noise: it starts from the profile latent pulled
+   along the matching flow, relit with the template's low frequencies and kept to the
+   template's face (:func:`~icportrait.models.reference.warp_init`), noised to
+   ``strength`` x the schedule, and only the last ``strength`` share of the steps run (as
+   SDEdit / diffusers' img2img do). ``strength=1`` is the paper's sampling from noise.
 4. The target half is decoded: the portrait. Optionally it is pasted back into the template
    photo through the face toolkit's inverse alignment.
 
@@ -43,7 +49,7 @@ from icportrait.conditioning import (
     vae_decode,
     vae_encode,
 )
-from icportrait.defaults import MASK_RATIO, MATCH_TIMESTEP, STEPS, check_mask_ratio
+from icportrait.defaults import MASK_RATIO, MATCH_TIMESTEP, STEPS, STRENGTH, check_mask_ratio
 from icportrait.errors import FaceError, ICPortraitError, ModelFilesError, MultipleFacesError
 from icportrait.models.autoencoder import PatchAutoencoder
 from icportrait.models.control_net import ICControlNet
@@ -55,6 +61,7 @@ from icportrait.models.reference import (
     flows_from_features,
     matching_condition,
     reference_features,
+    warp_init,
 )
 from icportrait.pipelines.image_inputs import as_image_list, to_model_batch, to_rgb_uint8
 
@@ -94,6 +101,7 @@ class ICPortraitPipeline(DiffusionPipeline):
         null_embedding: PromptEmbedding | None = None,
         text_encoder=None,
         tokenizer=None,
+        default_strength: float = STRENGTH,
     ):
         super().__init__()
         self.register_modules(
@@ -101,6 +109,9 @@ class ICPortraitPipeline(DiffusionPipeline):
             scheduler=scheduler, null_embedding=null_embedding, text_encoder=text_encoder,
             tokenizer=tokenizer,
         )
+        # The strength this model was trained to sample at (saved in model_index.json): a
+        # base trained on low noise levels only is meant for warp-initialised sampling.
+        self.register_to_config(default_strength=default_strength)
         self.vae_scale_factor = vae.config.get("patch_size") or \
             2 ** (len(vae.config.block_out_channels) - 1)
 
@@ -176,6 +187,7 @@ class ICPortraitPipeline(DiffusionPipeline):
         template,
         prompt: str | list[str] | None = None,
         num_inference_steps: int = STEPS,
+        strength: float | None = None,
         mask_ratio: float = MASK_RATIO,
         mask_patch_size: int | None = None,
         guidance_scale: float = 1.0,
@@ -202,6 +214,10 @@ class ICPortraitPipeline(DiffusionPipeline):
                 its match from whichever reference matches best.
             template: one image or a list (one portrait per template).
             prompt: optional text (models with a text encoder only).
+            strength: how much of the schedule runs, in (0, 1] (default: the model's
+                ``default_strength``): 1 starts from pure noise (the paper); below 1 the portrait starts from the flow-warped, relit profile noised
+                to that level (warp-initialised sampling), and ``round(strength x steps)``
+                steps run (at least one).
             mask_ratio: fraction of template latent patches hidden, in [0, 1).
             mask_patch_size: patch side in latent cells (default: latent side / 16).
             guidance_scale: > 1 adds classifier-free guidance against the base UNet without
@@ -222,7 +238,9 @@ class ICPortraitPipeline(DiffusionPipeline):
             paste_back: paste each portrait back into its template photo (needs align_faces).
             output_type: ``pil``, ``np`` ((B, H, W, 3) float in [0, 1]) or ``pt``.
         """
-        self._check_args(num_inference_steps, mask_ratio, reference_scale, flow_mode,
+        if strength is None:
+            strength = self.config.get("default_strength", STRENGTH)
+        self._check_args(num_inference_steps, strength, mask_ratio, reference_scale, flow_mode,
                          appearance_every, output_type, align_faces, paste_back)
         if not align_faces and (profile_face is not None or template_face is not None):
             raise ICPortraitError("profile_face / template_face choose among detected faces: "
@@ -276,8 +294,11 @@ class ICPortraitPipeline(DiffusionPipeline):
         null_text = self.encode_prompt(None, b) if guidance_scale > 1 else None
 
         self.scheduler.set_timesteps(num_inference_steps, device=device)
-        latents = randn_tensor((b, c, h, 2 * w), generator=generator, device=device, dtype=dtype)
-        latents = latents * self.scheduler.init_noise_sigma
+        timesteps = self.scheduler.timesteps
+        if strength < 1:
+            timesteps = timesteps[-max(1, round(strength * num_inference_steps)):]
+        noise = randn_tensor((b, c, h, 2 * w), generator=generator, device=device, dtype=dtype)
+        latents = noise * self.scheduler.init_noise_sigma
         prof_noise = randn_tensor((b, k * c, h, w), generator=generator, device=device,
                                   dtype=dtype).reshape(b * k, c, h, w)
         step_kwargs = self._extra_step_kwargs(generator)
@@ -285,13 +306,20 @@ class ICPortraitPipeline(DiffusionPipeline):
         flows: Flows | None = None
         residuals = None
         use_reference = reference_scale > 0
-        if use_reference and flow_mode == "cached":
+        if (use_reference and flow_mode == "cached") or (strength < 1 and warp_profile):
             match_noise = randn_tensor((b, k * c, h, 2 * w), generator=generator, device=device,
                                        dtype=dtype).reshape(b * k, c, h, 2 * w)
             flows = compute_flows(self.matching_net, match_condition, ctrl_text,
                                   self.scheduler.alphas_cumprod, match_timestep, match_noise, k,
                                   match_levels)
-        for i, t in enumerate(self.progress_bar(self.scheduler.timesteps)):
+        if strength < 1:
+            region = None if prepared_templates is None else _face_region(
+                prepared_templates, (h, w), device, dtype)
+            start = warp_init(prof_bk, template_lat, flows if warp_profile else None, k,
+                              region)
+            latents = stitch(split(latents)[0], self.scheduler.add_noise(
+                start, split(noise)[1], timesteps[:1].expand(b)))
+        for i, t in enumerate(self.progress_bar(timesteps)):
             t_batch = t.reshape(1).expand(b * k)
             prof_t = self.scheduler.add_noise(prof_bk, prof_noise, t_batch)
             # Keep the canvas's profile half on the known profile (reference 0).
@@ -349,11 +377,13 @@ class ICPortraitPipeline(DiffusionPipeline):
         return [PIL.Image.fromarray((a * 255 + 0.5).astype(np.uint8)) for a in arr]
 
     @staticmethod
-    def _check_args(steps, mask_ratio, reference_scale, flow_mode, appearance_every,
+    def _check_args(steps, strength, mask_ratio, reference_scale, flow_mode, appearance_every,
                     output_type, align_faces, paste_back) -> None:
         if not isinstance(steps, int) or not 1 <= steps <= 1000:
             raise ICPortraitError(f"num_inference_steps must be an integer in [1, 1000], got "
                                   f"{steps}")
+        if not 0 < strength <= 1:
+            raise ICPortraitError(f"strength must be in (0, 1], got {strength}")
         check_mask_ratio(mask_ratio, "mask_ratio")
         if reference_scale < 0:
             raise ICPortraitError(f"reference_scale must be >= 0, got {reference_scale}")
@@ -367,6 +397,13 @@ class ICPortraitPipeline(DiffusionPipeline):
             raise ICPortraitError("paste_back needs align_faces=True (it inverts the alignment)")
         if paste_back and output_type == "pt":
             raise ICPortraitError("paste_back returns photos of their own sizes: use pil or np")
+
+
+def _face_region(prepared, size: tuple[int, int], device, dtype) -> torch.Tensor:
+    """The templates' face masks (soft, [0, 1]) at latent size ``(B, 1, h, w)``."""
+    masks = torch.stack([torch.from_numpy(np.asarray(p.mask, np.float32)) for p in prepared])
+    masks = torch.nn.functional.interpolate(masks[:, None], size=size, mode="area")
+    return masks.to(device=device, dtype=dtype)
 
 
 def _prepare_face(image, size: int, index: int | None, policy: str, role: str, k: int,

@@ -35,6 +35,7 @@ from icportrait.conditioning import (
 )
 from icportrait.data.images import image_dataset, photo_validation_sets
 from icportrait.data.pairs import collate, pair_dataset
+from icportrait.defaults import STRENGTH
 from icportrait.errors import ICPortraitError
 from icportrait.models.control_net import ICControlNet
 from icportrait.models.reference import (
@@ -137,13 +138,21 @@ class StageModule(nn.Module):
                               mid_block_additional_residual=mid).sample
         return F.mse_loss(split(pred)[1].float(), split(target)[1].float())
 
+    @property
+    def default_strength(self) -> float:
+        """What the exported model samples at: a stage trained below a timestep makes a
+        model for warp-initialised sampling at that strength; otherwise as it came."""
+        if self.cfg.max_timestep:
+            return self.cfg.max_timestep / self.frozen.train_scheduler.config.num_train_timesteps
+        return self.pipe.config.get("default_strength", STRENGTH)
+
     def _save(self, path: Path, **trained) -> Path:
         """The frozen pipeline with the ``trained`` components swapped in."""
         pipe = self.pipe
         parts = dict(vae=pipe.vae, unet=pipe.unet, scheduler=pipe.scheduler,
                      null_embedding=pipe.null_embedding, text_encoder=pipe.text_encoder,
                      tokenizer=pipe.tokenizer, matching_net=pipe.matching_net,
-                     appearance_net=pipe.appearance_net)
+                     appearance_net=pipe.appearance_net, default_strength=self.default_strength)
         return save_pipeline(assemble_pipeline(**{**parts, **trained}), path)
 
     def export(self, path: Path) -> Path:
@@ -204,7 +213,8 @@ class BaseModule(StageModule):
         # Control nets start from the *trained* base encoder.
         return save_pipeline(assemble_pipeline(pipe.vae, self.unet, pipe.scheduler,
                                                self.null_embedding, pipe.text_encoder,
-                                               pipe.tokenizer), path)
+                                               pipe.tokenizer,
+                                               default_strength=self.default_strength), path)
 
 
 class MatchingModule(StageModule):
