@@ -172,3 +172,34 @@ def _flow_residual(profile, target, flow, valid, dx: float) -> float:
     w = cv2.remap(profile, flow[0] + dx, flow[1], cv2.INTER_LINEAR)[valid]
     fit = np.stack([np.polyval(np.polyfit(w[:, c], t[:, c], 1), w[:, c]) for c in range(3)], 1)
     return float(np.abs(fit - t).mean())
+
+
+def test_reshaped_face_pairs_are_exact_and_not_affine(corpus):
+    from icportrait.data.photo_pairs import PhotoPairs
+
+    root, _ = corpus
+    # (the corpus's frontal training face is the astronaut; the cameraman is in profile, so
+    # his pairs stay affine)
+    pairs = PhotoPairs(root, 64, "train", length=8, face_fraction=1.0, reshape_fraction=1.0,
+                       seed=0)
+    bent = []
+    for i in range(len(pairs)):
+        item = pairs[i]
+        profile = (item["profile"].permute(1, 2, 0).numpy() * 255).astype(np.float32)
+        target = (item["target"].permute(1, 2, 0).numpy() * 255).astype(np.float32)
+        flow, valid = item["flow"].numpy(), item["valid"].numpy()
+        exact = _flow_residual(profile, target, flow, valid, 0.0)
+        assert exact < 6.0 and _flow_residual(profile, target, flow, valid, 3.0) > 3 * exact
+        # how far the flow is from the best affine map: a reshape bends it
+        ys, xs = np.nonzero(valid)
+        a = np.column_stack([xs, ys, np.ones(len(xs))])
+        fit, *_ = np.linalg.lstsq(a, flow[:, ys, xs].T, rcond=None)
+        bent.append(np.abs(a @ fit - flow[:, ys, xs].T).max())
+    assert max(bent) > 1.0, bent
+    plain = PhotoPairs(root, 64, "train", length=2, face_fraction=1.0, reshape_fraction=0.0)
+    item = plain[0]
+    ys, xs = np.nonzero(item["valid"].numpy())
+    a = np.column_stack([xs, ys, np.ones(len(xs))])
+    f = item["flow"].numpy()[:, ys, xs].T
+    fit, *_ = np.linalg.lstsq(a, f, rcond=None)
+    assert np.abs(a @ fit - f).max() < 1e-3   # two crops of one photo: affine

@@ -7,7 +7,14 @@ import torch
 from icportrait.conditioning import split, stitch
 from icportrait.models.control_net import ControlFeatures
 from icportrait.models.matching import identity_flow
-from icportrait.models.reference import flow_for, match_features, reference_features
+from icportrait.models.matching import Match
+from icportrait.models.reference import (
+    blur,
+    flow_for,
+    match_features,
+    reference_features,
+    warp_init,
+)
 
 
 def _feat(*shape, seed=0):
@@ -66,3 +73,22 @@ def test_missing_level_is_resampled_from_the_nearest():
     coarse = flow_for(flows, (4, 4))
     assert coarse.flow.shape == (1, 2, 4, 4)
     assert torch.allclose(coarse.flow, identity_flow(1, 4, 4), atol=0.5)
+
+
+def test_warp_init_moves_the_profile_and_takes_the_templates_light():
+    profile, template = _feat(1, 4, 16, 16, seed=1), _feat(1, 4, 16, 16, seed=2) + 3.0
+    shift = identity_flow(1, 16, 16)
+    shift[:, 0] = (shift[:, 0] + 2).clamp(max=15)   # each cell comes from 2 to its right
+    flows = {(16, 16): Match(shift, torch.ones(1, 16, 16), torch.zeros(1, 16, 16).long())}
+    start = warp_init(profile, template, flows)
+    moved = profile[..., (torch.arange(16) + 2).clamp(max=15)]
+    # the profile's detail moved along the flow, on the template's light (blur of 0.1 x 16)
+    assert torch.allclose(start, moved - blur(moved, 1.6) + blur(template, 1.6), atol=1e-5)
+    assert abs(start.mean() - template.mean()) < 0.2 < abs(start.mean() - profile.mean())
+    # outside the region, the template; without flows (no matching), the template
+    region = torch.zeros(1, 1, 16, 16)
+    region[..., 4:12, 4:12] = 1
+    masked = warp_init(profile, template, flows, region=region)
+    assert torch.equal(masked[..., 0, 0], template[..., 0, 0])
+    assert torch.equal(masked[..., 8, 8], start[..., 8, 8])
+    assert warp_init(profile, template, None) is template

@@ -109,6 +109,34 @@ def test_guidance_and_ablations_run():
     assert torch.isfinite(run(pipe, match_levels=[(8, 8)]).images).all()
 
 
+def test_strength_runs_the_last_share_of_the_schedule_from_the_warped_profile(tmp_path):
+    pipe = trained_like(dummy_pipeline())
+    calls = []
+    hook = pipe.unet.register_forward_hook(lambda *a: calls.append(1))
+    full = run(pipe, num_inference_steps=10)
+    n_full, calls[:] = len(calls), []
+    low = run(pipe, num_inference_steps=10, strength=0.3)
+    hook.remove()
+    assert n_full == 10 and len(calls) == 3
+    assert not torch.equal(low.images, full.images)
+    # Warp-initialised: the start depends on the profile (through the warp), and the
+    # no-matching ablation starts from the template instead.
+    other = run(pipe, profile=images(1, seed=9)[0], num_inference_steps=10, strength=0.3,
+                reference_scale=0.0)
+    same = run(pipe, num_inference_steps=10, strength=0.3, reference_scale=0.0)
+    assert not torch.equal(other.images, same.images)
+    no_warp = [run(pipe, profile=images(1, seed=s)[0], num_inference_steps=10, strength=0.3,
+                   reference_scale=0.0, warp_profile=False).images for s in (0, 9)]
+    assert torch.equal(*no_warp)
+    # The model's own default strength is saved with it and used when none is given.
+    pipe.register_to_config(default_strength=0.3)
+    pipe.save_pretrained(tmp_path)
+    loaded = ICPortraitPipeline.from_pretrained(tmp_path)
+    loaded.set_progress_bar_config(disable=True)
+    assert loaded.config.default_strength == 0.3
+    assert torch.allclose(run(loaded, num_inference_steps=10).images, low.images, atol=1e-5)
+
+
 def test_output_types():
     pipe = dummy_pipeline()
     pil = run(pipe, output_type="pil").images
@@ -133,6 +161,7 @@ def test_inputs_of_any_size_are_resized():
         (dict(profile=[]), ImageError, "no profile image"),
         (dict(mask_ratio=1.0), ICPortraitError, r"mask_ratio must be in \[0, 1\)"),
         (dict(num_inference_steps=0), ICPortraitError, r"integer in \[1, 1000\]"),
+        (dict(strength=0.0), ICPortraitError, r"strength must be in \(0, 1\]"),
         (dict(mask_patch_size=3), ICPortraitError, "must divide the latent size"),
         (dict(match_levels=[(5, 5)]), ICPortraitError, "not feature sizes"),
         (dict(flow_mode="sometimes"), ICPortraitError, "flow_mode"),

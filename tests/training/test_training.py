@@ -191,6 +191,18 @@ def test_denoising_target_follows_the_schedulers_parameterisation(setup, tmp_pat
     assert np.isfinite(image).all()
 
 
+def test_max_timestep_trains_low_noise_only_and_sets_the_models_strength(setup, tmp_path):
+    stage = Stage(_cfg(setup, tmp_path, "base", max_timestep=300), "cpu")
+    ts = torch.cat([stage.module._noise(torch.randn(64, 4, 8, 16),
+                                        torch.Generator().manual_seed(s))[2] for s in range(4)])
+    assert ts.max() < 300 and ts.min() >= 0 and len(ts.unique()) > 100
+    assert _run(_cfg(setup, tmp_path, "base", max_timestep=300))["finished"]
+    out = ICPortraitPipeline.from_pretrained(tmp_path / "base" / "pipeline")
+    assert out.config.default_strength == 0.3
+    with pytest.raises(ICPortraitError, match=r"--max-timestep must be in \[1, 1000\]"):
+        _cfg(setup, tmp_path, "base", max_timestep=0).validate()
+
+
 def test_unsupported_parameterisation_is_refused(setup, tmp_path):
     pipe = ICPortraitPipeline.from_pretrained(setup / "init")
     pipe.scheduler.register_to_config(prediction_type="sample")

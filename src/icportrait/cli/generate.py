@@ -41,6 +41,10 @@ def generate(
              "or sh:c0,...,c8.")] = None,
     model: Model = None,
     steps: Annotated[int, typer.Option(help="Denoising steps.")] = STEPS,
+    strength: Annotated[float | None, typer.Option(
+        help="Share of the denoising schedule to run, in (0, 1]: 1 starts from noise (the "
+             "paper); below 1 from the profile warped onto the template (default: the "
+             "model's own).")] = None,
     seed: Seed = 0,
     mask_ratio: MaskRatio = MASK_RATIO,
     paste_back: Annotated[bool | None, typer.Option(
@@ -85,7 +89,9 @@ def generate(
     if template_face is not None and template is None:
         raise ICPortraitError("--template-face chooses a face of a template photo: give "
                               "--template")
-    settings = Settings(steps=steps, seed=seed, mask_ratio=mask_ratio, paste_back=paste_back,
+    if strength is not None and not 0 < strength <= 1:
+        raise ICPortraitError(f"--strength must be in (0, 1], got {strength}")
+    settings = Settings(steps=steps, strength=strength, seed=seed, mask_ratio=mask_ratio, paste_back=paste_back,
                         profile_face=profile_face, template_face=template_face)
     t0 = time.perf_counter()
     pipe = load_pipeline(model, device, dtype)

@@ -80,9 +80,8 @@ class PhotoPairs(Dataset):
             else np.eye(3)
         m_p, m_t = flip @ m_p, flip @ m_t
         profile = warp_photo(photo, m_p[:2], s)
-        g = int(rng.integers(len(crops.faces))) if face else 0
-        if face and rng.random() < self.reshape_fraction and self._frontal(f) \
-                and self._frontal(g):
+        if face and rng.random() < self.reshape_fraction and f in self._frontal_faces():
+            g = self._frontal_faces()[rng.integers(len(self._frontal_faces()))]
             other = flip @ crops.face_transform(crops.faces[g][1], rng)
             flow = self._reshape_flow(_moved(self._mesh(f)[0], m_p),
                                       _moved(self._mesh(g)[0], other), rng)
@@ -108,8 +107,12 @@ class PhotoPairs(Dataset):
             item["template"], item["template_identity"] = item["target"], k
         return item
 
-    def _frontal(self, f: int) -> bool:
-        return abs(self._mesh(f)[1]) <= RESHAPE_MAX_YAW
+    def _frontal_faces(self) -> list[int]:
+        """The faces that are reshaped and give shapes (computed on first use)."""
+        if not hasattr(self, "_frontal"):
+            self._frontal = [f for f in range(len(self.crops.faces))
+                             if abs(self._mesh(f)[1]) <= RESHAPE_MAX_YAW]
+        return self._frontal
 
     def _mesh(self, f: int) -> tuple[np.ndarray, float]:
         """Face ``f``'s 478-point mesh (x, y, depth) in its photo's pixels and its yaw: the

@@ -11,7 +11,8 @@ pasted back) and, for IC-Portrait, the matching flow.
   untrained matching), ``icportrait:mask-0.5`` / ``icportrait:mask-0.95`` (mask ratio),
   ``icportrait:single-ref`` (only the first profile photo), ``icportrait:per-step`` (flow
   recomputed at every denoising step), ``icportrait:base-only`` (no F_ref at all: the
-  frozen base model alone, which shows what the control nets add).
+  frozen base model alone, which shows what the control nets add), ``icportrait:from-noise``
+  (sampling from pure noise, the paper's, for a model whose default is warp-initialised).
 - Baselines: ``classical-swap`` (landmark warp, colour transfer, Poisson blending),
   ``template`` (the template unchanged), ``masked-template`` (the template with the model's
   80% of patches hidden, what the model sees of it), ``gt-warp`` (synthetic only: the profile
@@ -41,6 +42,7 @@ ABLATIONS = {
     "icportrait:single-ref": {},
     "icportrait:per-step": {"flow_mode": "per_step"},
     "icportrait:base-only": {"reference_scale": 0.0},
+    "icportrait:from-noise": {"strength": 1.0},
 }
 BASELINES = ("classical-swap", "template", "masked-template", "gt-warp")
 METHODS = (*ABLATIONS, *BASELINES)

@@ -18,6 +18,7 @@ from icportrait.generation.relight import Light
 @dataclass(frozen=True)
 class Settings:
     steps: int = STEPS
+    strength: float | None = None     # share of the schedule run (None: the model's default)
     seed: int = 0
     mask_ratio: float = MASK_RATIO
     paste_back: bool = False
@@ -62,7 +63,7 @@ def generate_portrait(pipe, profiles: list[np.ndarray], template: np.ndarray,
     """One portrait: ``template`` re-rendered with the identity of ``profiles``."""
     t0 = time.perf_counter()
     out = pipe(profiles, template, num_inference_steps=settings.steps,
-               mask_ratio=settings.mask_ratio, align_faces=True,
+               strength=settings.strength, mask_ratio=settings.mask_ratio, align_faces=True,
                profile_face=settings.profile_face, template_face=settings.template_face,
                paste_back=settings.paste_back, output_type="np",
                generator=torch.Generator(pipe.device).manual_seed(settings.seed))
