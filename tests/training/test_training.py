@@ -165,6 +165,14 @@ def test_release_stores_fp16_and_keeps_notes(setup, tmp_path, capsys):
 
     with safe_open(str(out / "unet" / "diffusion_pytorch_model.safetensors"), "pt") as f:
         assert f.get_tensor(next(iter(f.keys()))).dtype == torch.float16
+    # the release sets the shipped sampling defaults, and says so
+    assert main(["train", "release", "--pipeline", str(setup / "init"), "--out", str(out),
+                 "--strength", "0.3", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["default_strength"] == 0.3
+    assert ICPortraitPipeline.from_pretrained(out).config.default_strength == 0.3
+    assert main(["train", "release", "--pipeline", str(setup / "init"), "--out", str(out),
+                 "--match-locality", "0.02"]) == 2
+    assert "has none" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction"])

@@ -208,12 +208,17 @@ def train_release(
     out: Annotated[Path, typer.Option("--out", "-o", help="Release folder (e.g. weights/tiny).")],
     fp16: Annotated[bool, typer.Option(help="Store weights in fp16 (checked against fp32).")
                     ] = True,
+    strength: Annotated[float | None, typer.Option(
+        help="The shipped model's default strength (default: as trained).")] = None,
+    match_locality: Annotated[float | None, typer.Option(
+        help="The shipped matching net's displacement prior (default: as trained).")] = None,
     as_json: AsJson = False,
 ) -> None:
     """Package a trained pipeline for shipping: fp16 safetensors, outputs checked vs fp32."""
     from icportrait.training.release import release
 
-    summary = release(pipeline, out, fp16=fp16)
+    summary = release(pipeline, out, fp16=fp16, strength=strength,
+                      match_locality=match_locality)
     print(json.dumps(summary, indent=2) if as_json else
           f"wrote {out}: {summary['size_mb']} MB ({summary['dtype']}); outputs vs fp32 "
           f"{summary.get('psnr_vs_fp32_db')} dB PSNR")

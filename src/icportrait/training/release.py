@@ -45,22 +45,42 @@ def compare_outputs(a, b, n: int = 3, steps: int = VALIDATION_STEPS) -> float:
     return round(min(worst, IDENTICAL_PSNR_DB), 2)
 
 
-def release(src: Path, dst: Path, fp16: bool = True, check: bool = True) -> dict:
-    """Save ``src`` (a pipeline folder) to ``dst`` with fp16 weights; returns a summary."""
+def release(src: Path, dst: Path, fp16: bool = True, check: bool = True,
+            strength: float | None = None, match_locality: float | None = None) -> dict:
+    """Save ``src`` (a pipeline folder) to ``dst`` with fp16 weights; returns a summary.
+
+    ``strength`` and ``match_locality``, when given, set the shipped model's sampling
+    defaults (its ``default_strength`` and its descriptor matching prior), chosen by
+    measurement after training; the summary records them."""
     from icportrait.pipelines import ICPortraitPipeline
     from icportrait.store import save_pipeline
 
+    if strength is not None and not 0 < strength <= 1:
+        raise ICPortraitError(f"--strength must be in (0, 1], got {strength}")
+    if match_locality is not None and match_locality <= 0:
+        raise ICPortraitError(f"--match-locality must be > 0, got {match_locality}")
     original = ICPortraitPipeline.from_pretrained(src)
     original.set_progress_bar_config(disable=True)
     stored = ICPortraitPipeline.from_pretrained(
         src, dtype=torch.float16 if fp16 else torch.float32)
+    for pipe in (original, stored):
+        if strength is not None:
+            pipe.register_to_config(default_strength=strength)
+        if match_locality is not None:
+            if not pipe.matching_net.has_descriptor:
+                raise ICPortraitError("--match-locality sets a descriptor matching net's "
+                                      "prior; this model's matching net has none")
+            pipe.matching_net.register_to_config(match_locality=match_locality)
     dst = Path(dst)
     notes = {f.name: f.read_bytes() for f in dst.glob("*.md")}  # RECIPE.md survives
     save_pipeline(stored, dst)
     for name, data in notes.items():
         (dst / name).write_bytes(data)
     summary = {"source": str(src), "dtype": "fp16" if fp16 else "fp32",
-               "size_mb": folder_mb(dst), "source_size_mb": folder_mb(src)}
+               "size_mb": folder_mb(dst), "source_size_mb": folder_mb(src),
+               "default_strength": stored.config.get("default_strength"),
+               "match_locality": stored.matching_net.config.get("match_locality")
+               if stored.matching_net.has_descriptor else None}
     if check:
         reloaded = ICPortraitPipeline.from_pretrained(dst)  # fp32 compute
         reloaded.set_progress_bar_config(disable=True)
