@@ -6,8 +6,7 @@ import torch
 
 from icportrait.conditioning import split, stitch
 from icportrait.models.control_net import ControlFeatures
-from icportrait.models.matching import identity_flow
-from icportrait.models.matching import Match
+from icportrait.models.matching import Match, identity_flow
 from icportrait.models.reference import (
     blur,
     flow_for,

@@ -119,15 +119,12 @@ def test_strength_runs_the_last_share_of_the_schedule_from_the_warped_profile(tm
     hook.remove()
     assert n_full == 10 and len(calls) == 3
     assert not torch.equal(low.images, full.images)
-    # Warp-initialised: the start depends on the profile (through the warp), and the
+    # Warp-initialised: without F_ref, the start still comes from the warped profile; the
     # no-matching ablation starts from the template instead.
-    other = run(pipe, profile=images(1, seed=9)[0], num_inference_steps=10, strength=0.3,
-                reference_scale=0.0)
     same = run(pipe, num_inference_steps=10, strength=0.3, reference_scale=0.0)
-    assert not torch.equal(other.images, same.images)
-    no_warp = [run(pipe, profile=images(1, seed=s)[0], num_inference_steps=10, strength=0.3,
-                   reference_scale=0.0, warp_profile=False).images for s in (0, 9)]
-    assert torch.equal(*no_warp)
+    no_warp = run(pipe, num_inference_steps=10, strength=0.3, reference_scale=0.0,
+                  warp_profile=False)
+    assert not torch.equal(no_warp.images, same.images)
     # The model's own default strength is saved with it and used when none is given.
     pipe.register_to_config(default_strength=0.3)
     pipe.save_pretrained(tmp_path)

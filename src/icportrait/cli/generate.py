@@ -91,8 +91,9 @@ def generate(
                               "--template")
     if strength is not None and not 0 < strength <= 1:
         raise ICPortraitError(f"--strength must be in (0, 1], got {strength}")
-    settings = Settings(steps=steps, strength=strength, seed=seed, mask_ratio=mask_ratio, paste_back=paste_back,
-                        profile_face=profile_face, template_face=template_face)
+    settings = Settings(steps=steps, strength=strength, seed=seed, mask_ratio=mask_ratio,
+                        paste_back=paste_back, profile_face=profile_face,
+                        template_face=template_face)
     t0 = time.perf_counter()
     pipe = load_pipeline(model, device, dtype)
     info = {"profile": [str(p) for p in profile], "model": str(model or default_model_path()),

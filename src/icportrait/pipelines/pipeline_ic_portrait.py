@@ -215,9 +215,10 @@ class ICPortraitPipeline(DiffusionPipeline):
             template: one image or a list (one portrait per template).
             prompt: optional text (models with a text encoder only).
             strength: how much of the schedule runs, in (0, 1] (default: the model's
-                ``default_strength``): 1 starts from pure noise (the paper); below 1 the portrait starts from the flow-warped, relit profile noised
-                to that level (warp-initialised sampling), and ``round(strength x steps)``
-                steps run (at least one).
+                ``default_strength``): 1 starts from pure noise (the paper); below 1 the
+                portrait starts from the flow-warped, relit profile noised to that level
+                (warp-initialised sampling), and ``round(strength x steps)`` steps run (at
+                least one).
             mask_ratio: fraction of template latent patches hidden, in [0, 1).
             mask_patch_size: patch side in latent cells (default: latent side / 16).
             guidance_scale: > 1 adds classifier-free guidance against the base UNet without

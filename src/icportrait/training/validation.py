@@ -104,7 +104,8 @@ def validate_stage(stage, module, folder: Path, step: int, n: int = 8) -> dict:
         pipe.set_progress_bar_config(disable=True)
         # sampled as the exported model will sample (warp-initialised after --max-timestep)
         outs = [pipe(it["profile"], it["target"], num_inference_steps=VALIDATION_STEPS,
-                     strength=module.default_strength, output_type="pt", generator=torch.Generator().manual_seed(i),
+                     strength=module.default_strength, output_type="pt",
+                     generator=torch.Generator().manual_seed(i),
                      mask_ratio=stage.cfg.mask_ratio).images[0].cpu()
                 for i, it in enumerate(items)]
     finally:
