@@ -2,22 +2,21 @@
 # Build the tiny spec's model from nothing: data, every training stage, the fp16 release. Each
 # step resumes where it stopped, so rerun the script after an interruption.
 #
-# This is the recipe of the *next* embedded model (patch autoencoder, v-prediction base,
-# descriptor matching net, cross-identity appearance training, and pairs cut from real photos
-# in every stage after the autoencoder). Both of its runs (without photo pairs, then with
-# them: these defaults, 1 h 45 min on 2 CPU cores) made a consistent model whose matching
-# works on synthetic views but whose portraits of real photos are grey blobs, because the
-# base does not generate (docs/autoencoder.md), so weights/tiny is still v0, built at commit
-# f8aab82 (weights/tiny/RECIPE.md).
+# This is the recipe of the embedded model v1 (weights/tiny/RECIPE.md has the run: which
+# commit made which part, wall times and numbers): a patch autoencoder, a v-prediction base
+# fine-tuned on low noise levels, a descriptor matching net and an appearance net, released
+# for warp-initialised sampling at strength 0.2 (docs/sampling.md). About 2.5 h of training
+# on 2 CPU cores, plus 20 min of data.
 #
 #   scripts/train_tiny.sh [RUN_DIR] [APPEARANCE_STEPS] [BASE_STEPS] [MATCHING_STEPS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 RUN=${1:-runs/tiny}
-APPEARANCE_STEPS=${2:-2500}
+APPEARANCE_STEPS=${2:-1500}
 BASE_STEPS=${3:-4000}
-MATCHING_STEPS=${4:-600}
+MATCHING_STEPS=${4:-1000}
+LOW_NOISE=400        # the base fine-tune and the appearance net see timesteps below this only
 ICP=${ICP:-.venv/bin/icportrait}
 DATA=$RUN/data
 
@@ -53,22 +52,34 @@ fi
         --steps "$BASE_STEPS" --batch-size 4 --lr 2e-4 --checkpoint-every 200 \
         --validate-every 1000 --ema-decay 0.999 --resume
 
+# The base fine-tuned on low noise levels only: what warp-initialised sampling runs.
+[ -f "$RUN/base-low/unet/pipeline/model_index.json" ] || \
+    $ICP train base --init "$RUN/base/unet/pipeline" --data "$DATA/train" "$DATA/lift" \
+        "$DATA/photos" --photo-pairs 60000 --val-data "$DATA/val" --output-dir "$RUN/base-low" \
+        --steps 1500 --batch-size 4 --lr 1e-4 --max-timestep $LOW_NOISE --checkpoint-every 250 \
+        --validate-every 500 --ema-decay 0.998 --resume
+
 # The matching net: a descriptor head on the base encoder, dual-softmax loss on
-# ground-truth matches (renders, and photo pairs whose flow is exact).
+# ground-truth matches (renders, lifted renders, crop pairs and reshaped face pairs of real
+# photos, whose flow is exact), locality prior 0.05 of the width.
 [ -f "$RUN/matching/pipeline/model_index.json" ] || \
-    $ICP train matching --data "$DATA/train" "$DATA/photos" --photo-pairs 20000 \
-        --val-data "$DATA/val" \
-        --base "$RUN/base/unet/pipeline" --output-dir "$RUN/matching" \
-        --steps "$MATCHING_STEPS" --batch-size 8 --lr 3e-4 --checkpoint-every 50 \
-        --validate-every 100 --resume
+    $ICP train matching --data "$DATA/train" "$DATA/lift" "$DATA/photos" --photo-pairs 30000 \
+        --val-data "$DATA/val" --base "$RUN/base-low/unet/pipeline" --output-dir "$RUN/matching" \
+        --steps "$MATCHING_STEPS" --batch-size 8 --lr 3e-4 --checkpoint-every 100 \
+        --validate-every 250 --resume
 
 # The appearance net, matching net frozen: in 3 of 4 pairs the template is another identity
-# in the truth's view and light; self-pairs (renders, lifted renders, photo pairs) too.
+# in the truth's view and light; self-pairs (renders, lifted renders, photo pairs) too; low
+# noise levels only.
 [ -f "$RUN/appearance/pipeline/model_index.json" ] || \
     $ICP train appearance --data "$DATA/train-shared" "$DATA/lift" "$DATA/photos" \
         --photo-pairs 10000 --val-data "$DATA/val" \
         --matching "$RUN/matching/pipeline" --output-dir "$RUN/appearance" \
         --cross-identity 0.75 --steps "$APPEARANCE_STEPS" --batch-size 4 --lr 1e-4 \
-        --checkpoint-every 100 --validate-every 500 --ema-decay 0.999 --resume
+        --max-timestep $LOW_NOISE --checkpoint-every 100 --validate-every 500 \
+        --ema-decay 0.998 --resume
 
-$ICP train release --pipeline "$RUN/appearance/pipeline" --out weights/tiny
+# Sampling defaults chosen on the folder suite of four people (RECIPE.md): strength 0.2, and a
+# matching prior narrowed to 0.02 for aligned real photos.
+$ICP train release --pipeline "$RUN/appearance/pipeline" --out weights/tiny \
+    --strength 0.2 --match-locality 0.02
