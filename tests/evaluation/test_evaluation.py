@@ -145,9 +145,14 @@ def test_summary_skips_missing_values():
 def test_run_eval_resumes_and_reports(tiny_suite, tmp_path, monkeypatch, dummy_model_dir):
     out = tmp_path / "eval"
     names = ["icportrait", "icportrait:no-warp", "icportrait:zero-shot",
-             "icportrait:single-ref", "icportrait:base-only", "template", "gt-warp"]
+             "icportrait:single-ref", "icportrait:base-only", "icportrait:gt-flow",
+             "template", "gt-warp"]
     res = run_eval(TINY.name, out, names, model=dummy_model_dir, steps=2, limit=2)
     assert set(res["summary"]) == set(names) and res["samples"] == 2
+    # the ground-truth flow ablation runs on the true flow (scored against itself, up to
+    # the latent grid's resampling)
+    gt = res["summary"]["icportrait:gt-flow"]["flow_pck10"]
+    assert gt > 0.7 and gt > res["summary"]["icportrait"]["flow_pck10"]
     model_row = res["summary"]["icportrait"]
     assert model_row["n"] == 2 and model_row["seconds"] > 0 and model_row["psnr"] > 0
     assert model_row["flow_pck"] is not None

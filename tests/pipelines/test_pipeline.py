@@ -159,6 +159,7 @@ def test_inputs_of_any_size_are_resized():
         (dict(mask_ratio=1.0), ICPortraitError, r"mask_ratio must be in \[0, 1\)"),
         (dict(num_inference_steps=0), ICPortraitError, r"integer in \[1, 1000\]"),
         (dict(strength=0.0), ICPortraitError, r"strength must be in \(0, 1\]"),
+        (dict(flows={}, flow_mode="per_step"), ICPortraitError, "precomputed flows replace"),
         (dict(mask_patch_size=3), ICPortraitError, "must divide the latent size"),
         (dict(match_levels=[(5, 5)]), ICPortraitError, "not feature sizes"),
         (dict(flow_mode="sometimes"), ICPortraitError, "flow_mode"),

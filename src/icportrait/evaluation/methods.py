@@ -12,7 +12,9 @@ pasted back) and, for IC-Portrait, the matching flow.
   ``icportrait:single-ref`` (only the first profile photo), ``icportrait:per-step`` (flow
   recomputed at every denoising step), ``icportrait:base-only`` (no F_ref at all: the
   frozen base model alone, which shows what the control nets add), ``icportrait:from-noise``
-  (sampling from pure noise, the paper's, for a model whose default is warp-initialised).
+  (sampling from pure noise, the paper's, for a model whose default is warp-initialised),
+  ``icportrait:gt-flow`` (synthetic only: the ground-truth flow instead of the matching
+  net's, no motion where it is unknown; what a perfect matching net would give).
 - Baselines: ``classical-swap`` (landmark warp, colour transfer, Poisson blending),
   ``template`` (the template unchanged), ``masked-template`` (the template with the model's
   80% of patches hidden, what the model sees of it), ``gt-warp`` (synthetic only: the profile
@@ -43,6 +45,7 @@ ABLATIONS = {
     "icportrait:per-step": {"flow_mode": "per_step"},
     "icportrait:base-only": {"reference_scale": 0.0},
     "icportrait:from-noise": {"strength": 1.0},
+    "icportrait:gt-flow": {},
 }
 BASELINES = ("classical-swap", "template", "masked-template", "gt-warp")
 METHODS = (*ABLATIONS, *BASELINES)
@@ -92,11 +95,17 @@ class ModelRunner:
     def __call__(self, name: str, sample: Sample) -> MethodOutput:
         pipe = self.pipe
         kwargs = {"num_inference_steps": self.steps, **ABLATIONS[name]}
-        profile = sample.profile[:1] if name == "icportrait:single-ref" else sample.profile
+        # the ground truth is a flow to the first profile photo
+        one = name in ("icportrait:single-ref", "icportrait:gt-flow")
+        profile = sample.profile[:1] if one else sample.profile
         real = not sample.synthetic
         original = pipe.matching_net
         if name == "icportrait:zero-shot":
             pipe.matching_net = self.zero_shot_net()
+        if name == "icportrait:gt-flow":
+            if not sample.synthetic:
+                raise ICPortraitError("gt-flow needs ground truth (synthetic suites only)")
+            kwargs["flows"] = ground_truth_flows(sample, pipe)
         try:
             out = pipe(profile, sample.template, output_type="np", align_faces=real,
                        paste_back=real,
@@ -146,6 +155,22 @@ def masked_template(template: np.ndarray, ratio: float, seed: int) -> np.ndarray
     out = template.copy()
     out[hidden] = 128
     return out
+
+
+def ground_truth_flows(sample: Sample, pipe) -> dict:
+    """The sample's ground-truth flow (truth -> profile, pixels) on the model's latent grid,
+    as the pipeline's precomputed ``flows``: no motion where it is unknown, confidence 1
+    where it is known."""
+    from icportrait.models.matching import Match, identity_flow, resize_flow
+
+    side = pipe.resolution // pipe.vae_scale_factor
+    flow = torch.from_numpy(sample.flow).float()[None]
+    valid = torch.from_numpy(sample.valid)[None, None].float()
+    cells = resize_flow(flow, (side, side))
+    known = torch.nn.functional.interpolate(valid, size=(side, side), mode="nearest")[:, 0]
+    cells = torch.where(known[:, None] > 0.5, cells, identity_flow(1, side, side))
+    ref = torch.zeros(1, side, side, dtype=torch.long)
+    return {(side, side): Match(cells.to(pipe.device), known.to(pipe.device), ref.to(pipe.device))}
 
 
 def ground_truth_warp(sample: Sample) -> np.ndarray:

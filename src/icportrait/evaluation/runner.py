@@ -72,8 +72,8 @@ def run_eval(suite: str, out: Path, methods: list[str], model: Path | None = Non
     samples = load_suite(suite, limit=limit)
     if not samples:
         raise ICPortraitError(f"suite {suite} has no samples")
-    if any(m == "gt-warp" for m in methods) and not samples[0].synthetic:
-        methods = [m for m in methods if m != "gt-warp"]  # needs ground truth
+    if not samples[0].synthetic:  # these need ground truth
+        methods = [m for m in methods if m not in ("gt-warp", "icportrait:gt-flow")]
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     runner = None

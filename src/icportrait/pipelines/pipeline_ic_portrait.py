@@ -197,6 +197,7 @@ class ICPortraitPipeline(DiffusionPipeline):
         match_levels: list[tuple[int, int]] | None = None,
         match_timestep: int = MATCH_TIMESTEP,
         warp_profile: bool = True,
+        flows: Flows | None = None,
         generator: torch.Generator | list[torch.Generator] | None = None,
         align_faces: bool = False,
         profile_face: int | None = None,
@@ -230,6 +231,9 @@ class ICPortraitPipeline(DiffusionPipeline):
             match_levels: half-resolutions ``(h, w)`` to match at (default: all).
             match_timestep: training timestep at which cached flows are computed.
             warp_profile: False drops the warped profile term (ablation "no matching").
+            flows: precomputed target -> profile flows ``{(h, w): Match}`` (keys: the half's
+                feature size) used instead of the matching net's, e.g. a ground-truth flow
+                (the ``gt-flow`` ablation); one reference only, cached flow mode.
             generator: a generator, or one per template (then a batch equals its singles).
             align_faces: detect and align faces in the inputs (real photos).
             profile_face, template_face: with ``align_faces``, the face to use in each
@@ -243,6 +247,9 @@ class ICPortraitPipeline(DiffusionPipeline):
             strength = self.config.get("default_strength", STRENGTH)
         self._check_args(num_inference_steps, strength, mask_ratio, reference_scale, flow_mode,
                          appearance_every, output_type, align_faces, paste_back)
+        if flows is not None and flow_mode != "cached":
+            raise ICPortraitError("precomputed flows replace the cached flow: use "
+                                  "flow_mode='cached'")
         if not align_faces and (profile_face is not None or template_face is not None):
             raise ICPortraitError("profile_face / template_face choose among detected faces: "
                                   "they need align_faces=True")
@@ -304,10 +311,13 @@ class ICPortraitPipeline(DiffusionPipeline):
                                   dtype=dtype).reshape(b * k, c, h, w)
         step_kwargs = self._extra_step_kwargs(generator)
 
-        flows: Flows | None = None
         residuals = None
         use_reference = reference_scale > 0
-        if (use_reference and flow_mode == "cached") or (strength < 1 and warp_profile):
+        if flows is not None:
+            if k != 1 or any(m.flow.shape[0] != b for m in flows.values()):
+                raise ICPortraitError(f"precomputed flows must have one per template ({b}) "
+                                      "and one reference")
+        elif (use_reference and flow_mode == "cached") or (strength < 1 and warp_profile):
             match_noise = randn_tensor((b, k * c, h, 2 * w), generator=generator, device=device,
                                        dtype=dtype).reshape(b * k, c, h, 2 * w)
             flows = compute_flows(self.matching_net, match_condition, ctrl_text,
