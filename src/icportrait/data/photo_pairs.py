@@ -57,6 +57,7 @@ class PhotoPairs(Dataset):
         self.face_fraction, self.with_flow = face_fraction, with_flow
         self.cross_identity, self.reshape_fraction = cross_identity, reshape_fraction
         self._meshes: dict[int, tuple[np.ndarray, float]] = {}
+        self._frontal: list[int] | None = None
 
     def __len__(self) -> int:
         return self.length
@@ -109,7 +110,7 @@ class PhotoPairs(Dataset):
 
     def _frontal_faces(self) -> list[int]:
         """The faces that are reshaped and give shapes (computed on first use)."""
-        if not hasattr(self, "_frontal"):
+        if self._frontal is None:
             self._frontal = [f for f in range(len(self.crops.faces))
                              if abs(self._mesh(f)[1]) <= RESHAPE_MAX_YAW]
         return self._frontal
