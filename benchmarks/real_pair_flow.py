@@ -20,11 +20,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from icportrait.evaluation.scoring import landmark_errors
+from icportrait.evaluation.scoring import landmark_flow_scores
+from icportrait.evaluation.suites import Sample
 from icportrait.faces import prepare_face
-from icportrait.faces.correspondence import mesh_flow
 from icportrait.io import PHOTO_SUFFIXES, atomic_write_text, load_image
-from icportrait.models.matching import identity_flow
 from icportrait.models.reference import compute_flows, finest, matching_condition
 from icportrait.store import load_pipeline
 
@@ -48,15 +47,14 @@ def main() -> None:
         pipe.matching_net.register_to_config(match_locality=args.locality)
     size = pipe.resolution
     photos = people(args.photos)
-    faces = {p: prepare_face(load_image(p), size=size) for _, p in photos}
-    scores: dict[str, list[tuple[float, float]]] = {"model": [], "no_motion": [], "mesh": []}
-    seconds = []
+    images = {p: load_image(p) for _, p in photos}
+    faces = {p: prepare_face(im, size=size) for p, im in images.items()}
+    scores, seconds = [], []
     for (who_p, p), (who_t, t) in itertools.permutations(photos, 2):
         if who_p == who_t:
             continue
-        prof, tmpl = faces[p], faces[t]
-        lat = [pipe.encode_images(torch.from_numpy(f.image).permute(2, 0, 1)[None].float()
-                                  / 127.5 - 1) for f in (prof, tmpl)]
+        lat = [pipe.encode_images(torch.from_numpy(faces[x].image).permute(2, 0, 1)[None].float()
+                                  / 127.5 - 1) for x in (p, t)]
         t0 = time.perf_counter()
         cond = matching_condition(pipe.matching_net, lat[0], lat[1],
                                   torch.zeros_like(lat[1][:, :1]))
@@ -64,19 +62,14 @@ def main() -> None:
         flow = finest(compute_flows(pipe.matching_net, cond, pipe.encode_prompt(None, 1),
                                     pipe.scheduler.alphas_cumprod, 200, noise)).flow[0]
         seconds.append(time.perf_counter() - t0)
-        grid = tuple(flow.shape[-2:])
-        tm, pm = tmpl.mesh[:, :2], prof.mesh[:, :2]
-        width = float(np.ptp(pm[:, 0]))
-        for name, f in (("model", flow.float().numpy()),
-                        ("no_motion", identity_flow(1, *grid)[0].numpy()),
-                        ("mesh", mesh_flow(tm, pm, grid, size))):
-            e = landmark_errors(f, tm, pm, size) / width
-            scores[name].append((float(np.mean(e <= 0.05)), float(np.mean(e <= 0.10))))
+        # the evaluation's own metric: the model's flow, no motion and the mesh flow
+        sample = Sample(id=f"{who_p}-as-{who_t}", profile=[images[p]], template=images[t],
+                        identity=who_p, template_identity=who_t)
+        scores.append(landmark_flow_scores(flow.cpu(), sample, size))
     if not seconds:
         raise SystemExit(f"{args.photos}: needs photos of at least two people")
     out = {"pairs": len(seconds), "matching_seconds": round(float(np.mean(seconds)), 4),
-           **{f"landmark_pck{k}_{name}": round(float(np.mean([s[i] for s in v])), 4)
-              for name, v in scores.items() for i, k in enumerate((5, 10))}}
+           **{k: round(float(np.mean([s[k] for s in scores])), 4) for k in scores[0]}}
     print(json.dumps(out, indent=2))
     if args.json:
         atomic_write_text(args.json, json.dumps(out, indent=2) + "\n")

@@ -22,3 +22,11 @@ def check_mask_ratio(ratio: float, name: str = "mask ratio") -> float:
     if not 0.0 <= ratio < 1.0:
         raise SettingError(f"{name} must be in [0, 1), got {ratio}")
     return ratio
+
+
+def check_strength(strength: float, name: str = "strength") -> float:
+    """``strength`` if it is in (0, 1] (the share of the schedule a portrait runs; 0 would
+    run no step), else a clear error."""
+    if not 0.0 < strength <= 1.0:
+        raise SettingError(f"{name} must be in (0, 1], got {strength}")
+    return strength

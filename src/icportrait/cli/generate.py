@@ -19,7 +19,7 @@ from icportrait.cli.common import (
     fail,
     progress_bar,
 )
-from icportrait.defaults import MASK_RATIO, STEPS
+from icportrait.defaults import MASK_RATIO, STEPS, check_strength
 from icportrait.errors import ICPortraitError
 
 
@@ -89,8 +89,8 @@ def generate(
     if template_face is not None and template is None:
         raise ICPortraitError("--template-face chooses a face of a template photo: give "
                               "--template")
-    if strength is not None and not 0 < strength <= 1:
-        raise ICPortraitError(f"--strength must be in (0, 1], got {strength}")
+    if strength is not None:
+        check_strength(strength, "--strength")
     settings = Settings(steps=steps, strength=strength, seed=seed, mask_ratio=mask_ratio,
                         paste_back=paste_back, profile_face=profile_face,
                         template_face=template_face)

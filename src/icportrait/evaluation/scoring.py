@@ -153,13 +153,13 @@ def landmark_flow_scores(flow: torch.Tensor, sample: Sample, size: int) -> dict:
     width = float(np.ptp(prof[:, 0]))
     out = {}
     for name, f in flows.items():
-        err = landmark_errors(f, tmpl, prof, size) / max(width, 1e-6)
+        err = _landmark_errors(f, tmpl, prof, size) / max(width, 1e-6)
         out[f"landmark_pck5{name}"] = round(float(np.mean(err <= 0.05)), 4)
         out[f"landmark_pck10{name}"] = round(float(np.mean(err <= 0.10)), 4)
     return out
 
 
-def landmark_errors(flow: np.ndarray, template_pts: np.ndarray, profile_pts: np.ndarray,
+def _landmark_errors(flow: np.ndarray, template_pts: np.ndarray, profile_pts: np.ndarray,
                      size: int) -> np.ndarray:
     """Pixel distance between each template point moved by its cell's displacement and the
     profile's same point."""

@@ -49,7 +49,14 @@ from icportrait.conditioning import (
     vae_decode,
     vae_encode,
 )
-from icportrait.defaults import MASK_RATIO, MATCH_TIMESTEP, STEPS, STRENGTH, check_mask_ratio
+from icportrait.defaults import (
+    MASK_RATIO,
+    MATCH_TIMESTEP,
+    STEPS,
+    STRENGTH,
+    check_mask_ratio,
+    check_strength,
+)
 from icportrait.errors import FaceError, ICPortraitError, ModelFilesError, MultipleFacesError
 from icportrait.models.autoencoder import PatchAutoencoder
 from icportrait.models.control_net import ICControlNet
@@ -244,7 +251,7 @@ class ICPortraitPipeline(DiffusionPipeline):
             output_type: ``pil``, ``np`` ((B, H, W, 3) float in [0, 1]) or ``pt``.
         """
         if strength is None:
-            strength = self.config.get("default_strength", STRENGTH)
+            strength = self.config.default_strength
         self._check_args(num_inference_steps, strength, mask_ratio, reference_scale, flow_mode,
                          appearance_every, output_type, align_faces, paste_back)
         if flows is not None and flow_mode != "cached":
@@ -393,8 +400,7 @@ class ICPortraitPipeline(DiffusionPipeline):
         if not isinstance(steps, int) or not 1 <= steps <= 1000:
             raise ICPortraitError(f"num_inference_steps must be an integer in [1, 1000], got "
                                   f"{steps}")
-        if not 0 < strength <= 1:
-            raise ICPortraitError(f"strength must be in (0, 1], got {strength}")
+        check_strength(strength)
         check_mask_ratio(mask_ratio, "mask_ratio")
         if reference_scale < 0:
             raise ICPortraitError(f"reference_scale must be >= 0, got {reference_scale}")

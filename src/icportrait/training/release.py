@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from icportrait.defaults import VALIDATION_STEPS
+from icportrait.defaults import VALIDATION_STEPS, check_strength
 from icportrait.errors import ICPortraitError
 from icportrait.evaluation.image_metrics import psnr
 from icportrait.io import atomic_write_text
@@ -55,8 +55,8 @@ def release(src: Path, dst: Path, fp16: bool = True, check: bool = True,
     from icportrait.pipelines import ICPortraitPipeline
     from icportrait.store import save_pipeline
 
-    if strength is not None and not 0 < strength <= 1:
-        raise ICPortraitError(f"--strength must be in (0, 1], got {strength}")
+    if strength is not None:
+        check_strength(strength, "--strength")
     if match_locality is not None and match_locality <= 0:
         raise ICPortraitError(f"--match-locality must be > 0, got {match_locality}")
     original = ICPortraitPipeline.from_pretrained(src)

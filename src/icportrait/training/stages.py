@@ -35,7 +35,6 @@ from icportrait.conditioning import (
 )
 from icportrait.data.images import image_dataset, photo_validation_sets
 from icportrait.data.pairs import collate, pair_dataset
-from icportrait.defaults import STRENGTH
 from icportrait.errors import ICPortraitError
 from icportrait.models.control_net import ICControlNet
 from icportrait.models.reference import (
@@ -144,7 +143,7 @@ class StageModule(nn.Module):
         model for warp-initialised sampling at that strength; otherwise as it came."""
         if self.cfg.max_timestep:
             return self.cfg.max_timestep / self.frozen.train_scheduler.config.num_train_timesteps
-        return self.pipe.config.get("default_strength", STRENGTH)
+        return self.pipe.config.default_strength
 
     def _save(self, path: Path, **trained) -> Path:
         """The frozen pipeline with the ``trained`` components swapped in."""
