@@ -196,6 +196,9 @@ def render_identity(index: int, cfg: SynthConfig) -> tuple[dict[str, np.ndarray]
         **source_meta,
         "lights": [_light_to_json(x) for x in lights],
         "camera": dataclasses.asdict(camera),
+        # rest-frame landmarks: what cross-identity correspondence is anchored on
+        # (icportrait.synth.correspondence.cross_identity_flow)
+        "landmarks": {k: [float(c) for c in v] for k, v in mesh.landmarks.items()},
     }
     return out, meta
 
