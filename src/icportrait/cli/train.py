@@ -167,6 +167,10 @@ def train_matching(
         float, typer.Option(help="Paper's variant: weight of the optional correspondence "
                                  "loss (0: off).")
     ] = 0.0,
+    cross_identity: Annotated[float, typer.Option(
+        help="Descriptor nets: share of pairs matched across two identities (another "
+             "identity's render in the target's view; needs data made with `data synth "
+             "--shared-views`), with the same point of the face as ground truth.")] = 0.0,
     mask_ratio: MaskRatio = MASK_RATIO,
     checkpoint_every: CheckpointEvery = 50,
     **shared,
@@ -174,7 +178,7 @@ def train_matching(
     """Train the matching net (base frozen) on cross-view pairs."""
     run_stage(shared, stage="matching", init=str(base), steps=steps, batch_size=batch_size,
               lr=lr, descriptor_dim=descriptor_dim, match_locality=match_locality,
-              correspondence_loss=correspondence_loss,
+              correspondence_loss=correspondence_loss, cross_identity=cross_identity,
               mask_ratio=mask_ratio,
               checkpoint_every=checkpoint_every)
 

@@ -31,7 +31,8 @@ class PairDataset(Dataset):
     Only sources rendered with shared views have such templates (``data synth
     --shared-views``); the others always give the target. The target stays the truth, so in
     a cross-identity triplet identity can only come from the profile, pose and light from
-    the template.
+    the template. With flow, such items also carry ``template_flow``/``template_valid``,
+    template -> profile (``SynthDataset.cross_flow``).
     """
 
     def __init__(self, source, same_light: bool | None = None,
@@ -96,6 +97,10 @@ class PairDataset(Dataset):
             j = self.template_identity(idx)
             item["template"] = item["target"] if j == i else img(src.image(j, vt, lt))
             item["template_identity"] = j
+            if self.with_flow:  # template -> profile: the same point of the face on both heads
+                tflow, tvalid = (flow, valid) if j == i else src.cross_flow(j, vt, i, vp)
+                item["template_flow"] = torch.from_numpy(tflow)
+                item["template_valid"] = torch.from_numpy(tvalid)
         return item
 
     def template_identity(self, idx: int) -> int:

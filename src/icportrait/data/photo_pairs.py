@@ -106,6 +106,8 @@ class PhotoPairs(Dataset):
             item["flow"], item["valid"] = torch.from_numpy(flow), torch.from_numpy(valid)
         if self.cross_identity > 0:
             item["template"], item["template_identity"] = item["target"], k
+            if self.with_flow:
+                item["template_flow"], item["template_valid"] = item["flow"], item["valid"]
         return item
 
     def _frontal_faces(self) -> list[int]:

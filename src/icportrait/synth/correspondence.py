@@ -112,3 +112,71 @@ def compose_flows(flow_ab: np.ndarray, valid_ab: np.ndarray, flow_ba: np.ndarray
     back, ok = bilinear(np.where(valid_ba[..., None], flow_ba.transpose(1, 2, 0), np.nan),
                         flow_ab)
     return back.transpose(2, 0, 1), valid_ab & ok
+
+
+# Cross-identity correspondence. Every head (procedural or photo-lifted) is star-shaped about
+# the vertical axis x = 0, z = AXIS_Z of its rest frame (the procedural grid's rays start
+# there), so a surface point is named by its arc around that axis and its height. Two heads'
+# names are put in register by a thin-plate spline through their shared landmarks, so the
+# eyes of one land on the eyes of the other: "the same point of the face".
+AXIS_Z = 0.05
+AXIS_RADIUS = 0.44             # the face's distance from the axis: the arc's unit
+ANCHORS = ("eye_left", "eye_right", "nose_tip", "mouth_left", "mouth_right", "chin")
+# A match counts when the nearest point of the source lies within this many of the source's
+# pixel spacings (in surface coordinates), and when the source pixel's own nearest target
+# pixel is within CYCLE_TOLERANCE px of where it started; otherwise the point is hidden in the
+# source (its nearest visible neighbour belongs to another part of the target).
+MATCH_TOLERANCE = 1.5
+CYCLE_TOLERANCE = 2.0
+
+
+def surface_coordinates(points: np.ndarray) -> np.ndarray:
+    """Rest-frame points (... x 3) -> (arc, height) (... x 2) about the head's axis."""
+    arc = AXIS_RADIUS * np.arctan2(points[..., 0], AXIS_Z - points[..., 2])
+    return np.stack([arc, points[..., 1]], -1)
+
+
+def cross_identity_flow(
+    target_xyz: np.ndarray, target_landmarks: dict, source_xyz: np.ndarray,
+    source_landmarks: dict, tolerance: float = MATCH_TOLERANCE,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Flow from a render of one head to a render of another (or the same) head ``(2, H, W)``
+    float32 and validity ``(H, W)``: per target pixel, where the same point of the face lies
+    in the source image, valid where the source shows it.
+
+    ``*_xyz``: each render's surface map (H x W x 3 rest-frame points, NaN on background);
+    ``*_landmarks``: each head's rest-frame landmarks (:data:`ANCHORS`, from the dataset's
+    metadata). The source pixel is the inverse-distance mean of the 4 source pixels nearest
+    in registered surface coordinates; a match must survive the round trip back.
+    """
+    from scipy.interpolate import RBFInterpolator
+    from scipy.spatial import cKDTree
+
+    h, w = target_xyz.shape[:2]
+    flow = np.zeros((2, h, w), np.float32)
+    valid = np.zeros((h, w), bool)
+    tgt_ok = np.isfinite(target_xyz).all(-1)
+    src_ok = np.isfinite(source_xyz).all(-1)
+    if tgt_ok.sum() == 0 or src_ok.sum() < 4:
+        return flow, valid
+    a_t = surface_coordinates(np.array([target_landmarks[k] for k in ANCHORS], np.float64))
+    a_s = surface_coordinates(np.array([source_landmarks[k] for k in ANCHORS], np.float64))
+    register = RBFInterpolator(a_t, a_s - a_t, kernel="thin_plate_spline", degree=1)
+    tgt = surface_coordinates(target_xyz[tgt_ok].astype(np.float64))
+    tgt = tgt + register(tgt)
+    src = surface_coordinates(source_xyz[src_ok].astype(np.float64))
+    sy, sx = np.nonzero(src_ok)
+    tree = cKDTree(src)
+    spacing = float(np.median(tree.query(src, k=2)[0][:, 1]))
+    dist, idx = tree.query(tgt, k=4)
+    weight = 1.0 / np.maximum(dist, 1e-3 * spacing)
+    weight /= weight.sum(1, keepdims=True)
+    ty, tx = np.nonzero(tgt_ok)
+    back = cKDTree(tgt).query(src)[1][idx[:, 0]]
+    cycle = np.hypot(tx[back] - tx, ty[back] - ty)
+    ok = (dist[:, 0] <= tolerance * spacing) & (cycle <= CYCLE_TOLERANCE)
+    flow[0, ty, tx] = (weight * sx[idx]).sum(1)
+    flow[1, ty, tx] = (weight * sy[idx]).sum(1)
+    valid[ty[ok], tx[ok]] = True
+    flow[:, ~valid] = 0.0
+    return flow, valid

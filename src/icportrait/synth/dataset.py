@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from icportrait.errors import ICPortraitError
-from icportrait.synth.correspondence import ViewCamera, ground_truth_flow
+from icportrait.synth.correspondence import ViewCamera, cross_identity_flow, ground_truth_flow
 
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._ -]*$")
 
@@ -109,6 +109,21 @@ class SynthDataset:
         d = self.identity(i)
         return ground_truth_flow(d["surface_xyz"][target].astype(np.float32),
                                  d["depth"][source].astype(np.float32), self.camera(i, source))
+
+    def cross_flow(self, j: int, target: int, i: int, source: int
+                   ) -> tuple[np.ndarray, np.ndarray]:
+        """Flow from identity ``j``'s view ``target`` to identity ``i``'s view ``source``:
+        the same point of the face on both heads (synth.correspondence.cross_identity_flow);
+        for ``i == j`` the exact :meth:`flow`."""
+        if i == j:
+            return self.flow(i, target, source)
+        marks = [self.metadata(k).get("landmarks") for k in (j, i)]
+        if marks[0] is None or marks[1] is None:
+            raise ICPortraitError(f"{self.root} was rendered before landmarks were stored: "
+                                  "render it again for cross-identity flow")
+        return cross_identity_flow(
+            self.identity(j)["surface_xyz"][target].astype(np.float32), marks[0],
+            self.identity(i)["surface_xyz"][source].astype(np.float32), marks[1])
 
     def same_light(self, i: int, view_a: int, light_a: int, view_b: int, light_b: int) -> bool:
         return light_a == light_b

@@ -60,7 +60,9 @@ class TrainConfig:
     yaw_gap: tuple[float, float] = (0.0, 180.0)
     self_pairs: bool = False
     # appearance stage: share of pairs whose template is another identity in the target's
-    # view and light (data rendered with --shared-views), the target staying the truth
+    # view and light (data rendered with --shared-views), the target staying the truth;
+    # matching stage (descriptor nets): share of pairs matched template -> profile across
+    # two identities
     cross_identity: float = 0.0
     descriptor_dim: int = DESCRIPTOR_DIM  # matching stage: head size, 0 = paper's variant
     match_locality: float = MATCH_LOCALITY  # the descriptor's displacement prior (std / width)

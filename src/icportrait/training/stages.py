@@ -256,13 +256,17 @@ class MatchingModule(StageModule):
     def _descriptor_loss(self, batch, p, t, gen):
         """The descriptor net is trained on what it matches at inference: the template
         whole, noised to the matching timestep; the loss is on its flow's logits."""
-        cond = matching_condition(self.net, p, t, torch.zeros_like(t[:, :1]))
+        tmpl = self._template_latents(batch, t)
+        cond = matching_condition(self.net, p, tmpl, torch.zeros_like(t[:, :1]))
         ci, tm = matching_input(cond, self.pipe.scheduler.alphas_cumprod,
                                 self.cfg.match_timestep, self._match_noise(cond, gen))
         text = self.pipe.encode_prompt(None, p.shape[0])
         cfg = self.net.config
+        # template -> profile: across two identities in cross-identity pairs
+        flow, valid = (batch["template_flow"], batch["template_valid"]) \
+            if "template_flow" in batch else (batch["flow"], batch["valid"])
         loss = descriptor_loss(self.net.descriptors(self.net(ci, tm, text)),
-                               batch["flow"].to(p.device), batch["valid"].to(p.device),
+                               flow.to(p.device), valid.to(p.device),
                                cfg.match_temperature, cfg.match_locality)
         return loss, {"descriptor": loss.item()}
 
@@ -335,7 +339,7 @@ class Stage:
                                                       or cfg.correspondence_loss > 0)
             pairs = dict(same_light=cfg.same_light, yaw_gap=cfg.yaw_gap,
                          include_self=cfg.self_pairs, size=size)
-            cross = cfg.cross_identity if cfg.stage == "appearance" else 0.0
+            cross = cfg.cross_identity if cfg.stage in ("appearance", "matching") else 0.0
             self.dataset = pair_dataset(cfg.data, seed=cfg.seed, with_flow=needs_flow,
                                         cross_identity=cross, photo_pairs=cfg.photo_pairs,
                                         **pairs)
