@@ -203,3 +203,29 @@ def test_reshaped_face_pairs_are_exact_and_not_affine(corpus):
     f = item["flow"].numpy()[:, ys, xs].T
     fit, *_ = np.linalg.lstsq(a, f, rcond=None)
     assert np.abs(a @ fit - f).max() < 1e-3   # two crops of one photo: affine
+
+
+def test_cross_person_templates_carry_the_meshes_flow(corpus):
+    from icportrait.data.photo_pairs import PhotoPairs
+
+    root, _ = corpus
+    pairs = PhotoPairs(root, 64, "train", length=4, face_fraction=1.0, seed=2, cross_person=1.0)
+    again = PhotoPairs(root, 64, "train", length=4, face_fraction=1.0, seed=2, cross_person=1.0)
+    for i in range(len(pairs)):
+        item = pairs[i]
+        assert item["template_identity"] != item["identity"]   # another face of the corpus
+        assert not torch.equal(item["template"], item["target"])
+        assert torch.equal(item["template"], again[i]["template"])
+        flow, valid = item["template_flow"].numpy(), item["template_valid"].numpy()
+        assert 0.05 < valid.mean() < 0.8                        # the template's face hull
+        assert (flow[:, valid] >= 0).all() and (flow[:, valid] <= 63).all()
+        ys, xs = np.nonzero(valid)                               # two faces: not affine
+        a = np.column_stack([xs, ys, np.ones(len(xs))])
+        fit, *_ = np.linalg.lstsq(a, flow[:, ys, xs].T, rcond=None)
+        assert np.abs(a @ fit - flow[:, ys, xs].T).max() > 1.0
+    # without flow (denoising stages) there is nothing to match: no other face
+    plain = PhotoPairs(root, 64, "train", length=2, face_fraction=1.0, with_flow=False,
+                       cross_person=1.0)
+    assert "template" not in plain[0]
+    with pytest.raises(ICPortraitError, match="cross_person"):
+        PhotoPairs(root, 64, "train", length=2, cross_person=2.0)

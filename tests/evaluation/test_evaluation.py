@@ -118,10 +118,18 @@ def test_flow_scores_on_known_flows(tiny_suite):
     cells = 24  # a 96 px image matched on a 24 x 24 latent grid (4 px per cell)
     centres = np.arange(cells) * 4 + 1.5
     ys = np.round(centres).astype(int)
-    gt = torch.from_numpy(s.flow[:, ys][:, :, ys])
+    # the pipeline's flow is template -> profile: another head than the truth's
+    assert s.identity != s.template_identity
+    assert not np.array_equal(s.template_flow, s.flow)
+    gt = torch.from_numpy(s.template_flow[:, ys][:, :, ys])
     exact = (gt + 0.5) / 4 - 0.5  # pixels -> cell units, as the model reports flows
-    perfect = scoring.flow_scores(exact, None, s)
+    sure = torch.from_numpy(s.template_valid[ys][:, ys].astype(np.float32))
+    perfect = scoring.flow_scores(exact, None, s, confidence=sure)
     assert perfect["flow_pck"] == 1.0 and perfect["flow_epe"] < 1e-3
+    assert perfect["flow_confidence_visible"] == 1.0
+    assert perfect["flow_confidence_occluded"] in (0.0, None)
+    truth_flow = torch.from_numpy(s.flow[:, ys][:, :, ys])
+    assert scoring.flow_scores((truth_flow + 0.5) / 4 - 0.5, None, s)["flow_epe"] > 0.1
     shifted = scoring.flow_scores(exact + 3.0, None, s)  # 12 px off: > 5% of 48 px
     assert shifted["flow_pck"] == 0.0 and shifted["flow_epe"] == pytest.approx(12 * 2**0.5,
                                                                                rel=1e-3)

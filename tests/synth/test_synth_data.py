@@ -14,7 +14,7 @@ from icportrait.cli import main
 from icportrait.data import MultiViewFolder, PairDataset, SynthDataset
 from icportrait.errors import ICPortraitError
 from icportrait.synth.check import check_dataset, preview_grid
-from icportrait.synth.correspondence import compose_flows
+from icportrait.synth.correspondence import compose_flows, cross_identity_flow
 from icportrait.synth.generate import SynthConfig, generate, parse_shard, render_identity
 
 CFG = SynthConfig(identities=3, views=3, lights=2, size=64, seed=7, per_shard=2,
@@ -82,6 +82,45 @@ def test_ground_truth_flow_is_exact(dataset):
     assert report["identities"] == 3 and report["shards_complete"] == 2
     assert report["reprojection_px"]["median"] < 0.5
     assert report["photometric_mae"] < report["photometric_mae_unwarped"]
+
+
+def _landmark_pixels(ds: SynthDataset, i: int, view: int) -> dict:
+    """Each landmark's pixel in a view, where that pixel shows the landmark itself."""
+    xyz = ds.identity(i)["surface_xyz"][view].astype(np.float64)
+    out = {}
+    for name, point in ds.metadata(i)["landmarks"].items():
+        uv, _ = ds.camera(i, view).project(np.asarray(point))
+        x, y = np.rint(uv).astype(int)
+        if 0 <= x < ds.size and 0 <= y < ds.size and np.linalg.norm(xyz[y, x] - point) < 0.03:
+            out[name] = uv
+    return out
+
+
+def test_cross_identity_flow_finds_the_same_point_of_the_face(dataset):
+    ds = SynthDataset(dataset)
+    # One head with itself: the landmark-registered surface match is the exact flow.
+    exact, exact_ok = ds.flow(0, 0, 1)
+    flow, ok = cross_identity_flow(
+        ds.identity(0)["surface_xyz"][0].astype(np.float32), ds.metadata(0)["landmarks"],
+        ds.identity(0)["surface_xyz"][1].astype(np.float32), ds.metadata(0)["landmarks"])
+    both = ok & exact_ok
+    assert both.sum() > 0.9 * exact_ok.sum() and (ok & ~exact_ok).sum() < 0.1 * ok.sum()
+    assert np.median(np.linalg.norm(flow - exact, axis=0)[both]) < 0.5
+    # Two heads: one's eyes, nose, mouth corners and chin land on the other's.
+    errors = []
+    for j, i in ((0, 1), (1, 2), (2, 0)):
+        for vt, vp in ((0, 0), (0, 1), (2, 1)):
+            flow, ok = ds.cross_flow(j, vt, i, vp)
+            assert flow.shape == (2, 64, 64) and ok.dtype == bool and ok.any()
+            seen = _landmark_pixels(ds, i, vp)
+            for name, uv in _landmark_pixels(ds, j, vt).items():
+                x, y = np.rint(uv).astype(int)
+                if name in seen and ok[y, x]:
+                    errors.append(np.linalg.norm(flow[:, y, x] - seen[name]))
+    assert len(errors) > 20 and np.median(errors) < 1.0
+    # It is not the no-motion map: the heads differ.
+    still = np.stack(np.meshgrid(np.arange(64), np.arange(64)))  # (x, y) of each pixel
+    assert np.linalg.norm(flow - still, axis=0)[ok].mean() > 0.5
 
 
 def test_pairs_options(dataset):
@@ -221,8 +260,12 @@ def test_cross_identity_templates_need_shared_views(dataset, tmp_path):
         i, j = it["identity"], it["template_identity"]
         if j == i:
             assert torch.equal(it["template"], it["target"])
+            assert torch.equal(it["template_flow"], it["flow"])
             continue
         crossed += 1
+        tflow, tvalid = shared.cross_flow(j, it["target_view"], i, it["profile_view"])
+        assert np.array_equal(it["template_flow"].numpy(), tflow)
+        assert np.array_equal(it["template_valid"].numpy(), tvalid)
         expected = shared.image(j, it["target_view"], it["target_light"])
         assert np.array_equal((it["template"].permute(1, 2, 0) * 255).round().byte().numpy(),
                               expected)

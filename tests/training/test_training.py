@@ -242,6 +242,19 @@ def test_descriptor_matching_net_learns(setup, tmp_path):
     assert pck1 > pck0, (pck0, pck1)
 
 
+def test_matching_trains_on_cross_identity_pairs(setup, tmp_path):
+    data = tmp_path / "shared"
+    generate(data, SynthConfig(identities=2, views=2, lights=2, size=32, seed=3,
+                               extra={"shared_views": True}))
+    cfg = _cfg(setup, tmp_path, "matching", data=[str(data)], cross_identity=1.0)
+    stage = Stage(cfg, "cpu")
+    item = stage.dataset[0]
+    assert item["template_identity"] != item["identity"]
+    # the loss reads template -> profile across the two heads, not the truth's own flow
+    assert not torch.equal(item["template_flow"], item["flow"])
+    assert _run(cfg)["finished"]
+
+
 def test_appearance_trains_on_cross_identity_triplets(setup, tmp_path):
     data = tmp_path / "shared"
     generate(data, SynthConfig(identities=2, views=2, lights=2, size=32, seed=3,

@@ -168,9 +168,10 @@ def train_matching(
                                  "loss (0: off).")
     ] = 0.0,
     cross_identity: Annotated[float, typer.Option(
-        help="Descriptor nets: share of pairs matched across two identities (another "
-             "identity's render in the target's view; needs data made with `data synth "
-             "--shared-views`), with the same point of the face as ground truth.")] = 0.0,
+        help="Descriptor nets: share of pairs matched across two identities, with the same "
+             "point of the face as ground truth: another identity's render in the target's "
+             "view (data made with `data synth --shared-views`), and for photo corpora "
+             "another face of the corpus (the two meshes' flow).")] = 0.0,
     mask_ratio: MaskRatio = MASK_RATIO,
     checkpoint_every: CheckpointEvery = 50,
     **shared,

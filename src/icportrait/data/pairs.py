@@ -118,18 +118,21 @@ class PairDataset(Dataset):
 def pair_dataset(folders: list[str], same_light: bool | None = None,
                  yaw_gap: tuple[float, float] = (0.0, 180.0), include_self: bool = False,
                  seed: int = 0, with_flow: bool = True, size: int | None = None,
-                 cross_identity: float = 0.0, photo_pairs: int = PHOTO_PAIRS) -> Dataset:
+                 cross_identity: float = 0.0, photo_pairs: int = PHOTO_PAIRS,
+                 cross_person: float = 0.0) -> Dataset:
     """The pairs of every folder in ``folders``, concatenated; each folder's images must be
     ``size`` px when it is given. A photo corpus (``data photos``) gives ``photo_pairs``
     pairs of crops of one photo (icportrait.data.photo_pairs; needs ``size``; the view and
-    light filters do not apply to it)."""
+    light filters do not apply to it); ``cross_person``: the share of those whose template
+    is another face of the corpus (PhotoPairs, for matching)."""
     sets: list[Dataset] = []
     for f in folders:
         if is_photo_corpus(f):
             if size is None:
                 raise ICPortraitError(f"{f} is a photo corpus: its pairs need a crop size")
             sets.append(PhotoPairs(f, size, "train", photo_pairs, seed=seed,
-                                   with_flow=with_flow, cross_identity=cross_identity))
+                                   with_flow=with_flow, cross_identity=cross_identity,
+                                   cross_person=cross_person))
             continue
         ds = PairDataset(f, same_light=same_light, yaw_gap=yaw_gap, include_self=include_self,
                          seed=seed, with_flow=with_flow, cross_identity=cross_identity)

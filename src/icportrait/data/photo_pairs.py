@@ -12,6 +12,12 @@ shape and pose. So in a share ``reshape_fraction`` of the face pairs the target 
 the profile crop warped piecewise-affinely (along the 478-point face mesh, plus anchors on
 the crop's border) so that its mesh takes another face's shape, partly, and a small turn
 about the vertical axis (the mesh's depth). That warp is the flow, so it stays exact.
+
+For the matching net, a share ``cross_person`` of the face pairs also carries a ``template``
+cut from *another* face of the corpus (another person, or the same person in another photo),
+with ``template_flow`` from the two faces' meshes (piecewise-affine, known inside the
+template's face hull): the mesh-flow baseline used as a training signal between two real
+faces, which no crop or reshape of one photo gives.
 """
 
 from __future__ import annotations
@@ -49,13 +55,17 @@ class PhotoPairs(Dataset):
 
     def __init__(self, root: str | Path, size: int, split: str = "train", length: int = 10000,
                  face_fraction: float = 0.75, seed: int = 0, with_flow: bool = True,
-                 cross_identity: float = 0.0, reshape_fraction: float = RESHAPE_FRACTION):
+                 cross_identity: float = 0.0, reshape_fraction: float = RESHAPE_FRACTION,
+                 cross_person: float = 0.0):
+        if not 0.0 <= cross_person <= 1.0:
+            raise ICPortraitError(f"cross_person must be in [0, 1], got {cross_person}")
         self.crops = PhotoCrops(root, size, split, length, face_fraction, seed)
         if face_fraction > 0 and not self.crops.faces:
             raise ICPortraitError(f"{root} has no faces in its {split} photos")
         self.size, self.length, self.seed = size, length, seed
         self.face_fraction, self.with_flow = face_fraction, with_flow
         self.cross_identity, self.reshape_fraction = cross_identity, reshape_fraction
+        self.cross_person = cross_person if len(self.crops.faces) > 1 else 0.0
         self._meshes: dict[int, tuple[np.ndarray, float]] = {}
         self._frontal: list[int] | None = None
 
@@ -66,6 +76,7 @@ class PhotoPairs(Dataset):
         rng = np.random.default_rng([self.seed, idx, 13])
         crops, s = self.crops, self.size
         face = rng.random() < self.face_fraction
+        f: int | None = None
         if face:
             f = int(rng.integers(len(crops.faces)))
             k, five = crops.faces[f]
@@ -104,11 +115,40 @@ class PhotoPairs(Dataset):
                 "target_view": 1, "profile_light": 0, "target_light": 1}
         if self.with_flow:
             item["flow"], item["valid"] = torch.from_numpy(flow), torch.from_numpy(valid)
-        if self.cross_identity > 0:
+        if self.cross_person > 0 and self.with_flow:
+            item.update(self._template_of_another_face(idx, f, flip, m_p, item))
+        elif self.cross_identity > 0:
             item["template"], item["template_identity"] = item["target"], k
             if self.with_flow:
                 item["template_flow"], item["template_valid"] = item["flow"], item["valid"]
         return item
+
+    def _template_of_another_face(self, idx: int, f: int | None, flip: np.ndarray,
+                                  m_p: np.ndarray, item: dict) -> dict:
+        """A face pair's template: another face of the corpus, aligned and jittered like the
+        profile, and the two meshes' flow template -> profile; otherwise the target itself."""
+        rng = np.random.default_rng([self.seed, idx, 17])
+        crops, s = self.crops, self.size
+        if f is None or rng.random() >= self.cross_person:
+            return {"template": item["target"], "template_identity": item["identity"],
+                    "template_flow": item["flow"], "template_valid": item["valid"]}
+        from scipy.spatial import Delaunay
+
+        from icportrait.faces.correspondence import mesh_flow
+
+        g = int((f + rng.integers(1, len(crops.faces))) % len(crops.faces))
+        k, five = crops.faces[g]
+        m_t = flip @ crops.face_transform(five, rng)
+        template = colour_jitter(warp_photo(crops.photo(k), m_t[:2], s), rng)
+        mesh_t = _moved(self._mesh(g)[0], m_t)[:, :2]
+        mesh_p = _moved(self._mesh(f)[0], m_p)[:, :2]
+        flow = mesh_flow(mesh_t, mesh_p, (s, s), s)  # full resolution: cells are pixels
+        ys, xs = np.mgrid[0:s, 0:s]
+        inside = Delaunay(mesh_t).find_simplex(np.stack([xs.ravel(), ys.ravel()], 1)) >= 0
+        valid = inside.reshape(s, s) & ((flow >= 0) & (flow <= s - 1)).all(0)
+        return {"template": torch.from_numpy(np.ascontiguousarray(template)).permute(2, 0, 1)
+                .float() / 255.0, "template_identity": k,
+                "template_flow": torch.from_numpy(flow), "template_valid": torch.from_numpy(valid)}
 
     def _frontal_faces(self) -> list[int]:
         """The faces that are reshaped and give shapes (computed on first use)."""

@@ -158,14 +158,14 @@ def masked_template(template: np.ndarray, ratio: float, seed: int) -> np.ndarray
 
 
 def ground_truth_flows(sample: Sample, pipe) -> dict:
-    """The sample's ground-truth flow (truth -> profile, pixels) on the model's latent grid,
-    as the pipeline's precomputed ``flows``: no motion where it is unknown, confidence 1
-    where it is known."""
+    """The sample's ground-truth flow (template -> profile, pixels: what a perfect matching
+    net finds) on the model's latent grid, as the pipeline's precomputed ``flows``: no motion
+    where it is unknown, confidence 1 where it is known."""
     from icportrait.models.matching import Match, identity_flow, resize_flow
 
     side = pipe.resolution // pipe.vae_scale_factor
-    flow = torch.from_numpy(sample.flow).float()[None]
-    valid = torch.from_numpy(sample.valid)[None, None].float()
+    flow = torch.from_numpy(sample.template_flow).float()[None]
+    valid = torch.from_numpy(sample.template_valid)[None, None].float()
     cells = resize_flow(flow, (side, side))
     known = torch.nn.functional.interpolate(valid, size=(side, side), mode="nearest")[:, 0]
     cells = torch.where(known[:, None] > 0.5, cells, identity_flow(1, side, side))

@@ -137,7 +137,7 @@ def _run_one(method: str, sample: Sample, runner: ModelRunner | None, seed: int,
          **scoring.face_scores(face, readings["profile"], readings["template"],
                                readings["truth"]),
          **scoring.image_scores(result.image, sample),
-         **scoring.flow_scores(result.flow, result.flow_ref, sample),
+         **scoring.flow_scores(result.flow, result.flow_ref, sample, result.confidence),
          **(scoring.landmark_flow_scores(result.flow, sample, runner.resolution)
             if runner is not None and result.flow is not None else {})}
     d["embedding"] = None if face is None else [round(float(x), 5) for x in face.embedding]

@@ -92,28 +92,52 @@ def image_scores(image: np.ndarray, sample: Sample) -> dict:
     return scores
 
 
-def flow_scores(flow: torch.Tensor, flow_ref: torch.Tensor | None, sample: Sample) -> dict:
+def flow_scores(flow: torch.Tensor, flow_ref: torch.Tensor | None, sample: Sample,
+                confidence: torch.Tensor | None = None) -> dict:
     """PCK at 5% and 10% of the face width and end-point error of the model's finest flow
-    (latent cells, target -> profile[0]) against the ground truth, at cell centres visible in
-    both views and matched to the first reference; the same for the "no motion" flow."""
+    (latent cells, template -> profile[0]) against the ground truth (the same point of the
+    face on both heads), at cell centres visible in both views and matched to the first
+    reference; the same for the "no motion" flow. With the matching confidence: its mean on
+    those cells and on the template's head cells that the profile does not show."""
     if not sample.synthetic or flow is None:
         return {}
     from icportrait.models.matching import identity_flow
 
     ours = _synthetic_flow_scores(flow, flow_ref, sample)
     still = _synthetic_flow_scores(identity_flow(1, *flow.shape[-2:])[0], None, sample)
-    return {**ours, **{f"{k}_no_motion": v for k, v in still.items() if k != "flow_epe"}}
+    out = {**ours, **{f"{k}_no_motion": v for k, v in still.items() if k != "flow_epe"}}
+    if confidence is not None:
+        out.update(_confidence_split(confidence, sample))
+    return out
+
+
+def _cells(sample: Sample, lh: int, lw: int) -> tuple[np.ndarray, np.ndarray, float]:
+    """The pixel rows and columns of the latent cells' centres, and pixels per cell."""
+    size = sample.template_flow.shape[-1]
+    scale = size / lw
+    ys = ((np.arange(lh) + 0.5) * scale - 0.5).round().astype(int)
+    xs = ((np.arange(lw) + 0.5) * scale - 0.5).round().astype(int)
+    return ys, xs, scale
+
+
+def _confidence_split(confidence: torch.Tensor, sample: Sample) -> dict:
+    conf = confidence.float().numpy().reshape(confidence.shape[-2:])
+    ys, xs, _ = _cells(sample, *conf.shape)
+    seen = sample.template_valid[ys][:, xs]
+    hidden = sample.template_head[ys][:, xs] & ~seen
+
+    def mean(m: np.ndarray) -> float | None:
+        return round(float(conf[m].mean()), 4) if m.any() else None
+
+    return {"flow_confidence_visible": mean(seen), "flow_confidence_occluded": mean(hidden)}
 
 
 def _synthetic_flow_scores(flow: torch.Tensor, flow_ref: torch.Tensor | None,
                            sample: Sample) -> dict:
-    size = sample.flow.shape[-1]
-    lh, lw = flow.shape[-2:]
-    scale = size / lw
-    ys = ((np.arange(lh) + 0.5) * scale - 0.5).round().astype(int)
-    xs = ((np.arange(lw) + 0.5) * scale - 0.5).round().astype(int)
-    gt = sample.flow[:, ys][:, :, xs]
-    ok = sample.valid[ys][:, xs]
+    size = sample.template_flow.shape[-1]
+    ys, xs, scale = _cells(sample, *flow.shape[-2:])
+    gt = sample.template_flow[:, ys][:, :, xs]
+    ok = sample.template_valid[ys][:, xs]
     if flow_ref is not None:
         ok = ok & (flow_ref.numpy() == 0)
     pred = (flow.float().numpy() + 0.5) * scale - 0.5

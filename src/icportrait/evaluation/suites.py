@@ -47,8 +47,9 @@ class SynthSuite:
 
 SYNTH_SUITES = {
     s.name: s for s in (
-        SynthSuite("synth-small", 1, identities=12, views=4, lights=2, pairs_per_identity=2),
-        SynthSuite("synth-full", 1, identities=48, views=6, lights=2, pairs_per_identity=4,
+        # version 2: renders carry landmarks (cross-identity ground-truth flow)
+        SynthSuite("synth-small", 2, identities=12, views=4, lights=2, pairs_per_identity=2),
+        SynthSuite("synth-full", 2, identities=48, views=6, lights=2, pairs_per_identity=4,
                    seed=9_001),
     )
 }
@@ -61,7 +62,10 @@ class Sample:
 
     ``truth`` (synthetic only): the profile's identity in the template's pose and light;
     ``flow``/``valid``: ground-truth flow truth -> ``profile[0]`` ``(2, S, S)`` (pixel
-    coordinates, the :mod:`icportrait.models.matching` convention); ``normals``: the truth
+    coordinates, the :mod:`icportrait.models.matching` convention); ``template_flow``/
+    ``template_valid``: template -> ``profile[0]``, what the matching net computes (the same
+    point of the face on the two heads, ``SynthDataset.cross_flow``), ``template_head`` its
+    head's pixels; ``normals``: the truth
     view's camera-axes normals (S x S x 3, NaN on background); ``face_region``: its skin
     pixels (bool)."""
 
@@ -73,6 +77,9 @@ class Sample:
     truth: np.ndarray | None = None
     flow: np.ndarray | None = None
     valid: np.ndarray | None = None
+    template_flow: np.ndarray | None = None
+    template_valid: np.ndarray | None = None
+    template_head: np.ndarray | None = None
     normals: np.ndarray | None = None
     face_region: np.ndarray | None = None
     meta: dict = field(default_factory=dict)
@@ -127,6 +134,7 @@ def synth_samples(suite: SynthSuite, cache: Path) -> list[Sample]:
             la, lc, lb = rng.integers(n_l, size=3)
             j = (i + 1 + k) % n
             flow, valid = ds.flow(i, target=int(b), source=int(a))
+            template_flow, template_valid = ds.cross_flow(j, int(b), i, int(a))
             normals = d["normals"][b].astype(np.float32) / 127
             normals[d["alpha"][b] < 128] = np.nan
             yaw_a, yaw_b = float(d["pose"][a][0]), float(d["pose"][b][0])
@@ -135,7 +143,9 @@ def synth_samples(suite: SynthSuite, cache: Path) -> list[Sample]:
                 profile=[d["rgb"][a, la], d["rgb"][c, lc]],
                 template=ds.image(j, int(b), int(lb)),
                 identity=f"synth-{i}", template_identity=f"synth-{j}",
-                truth=d["rgb"][b, lb], flow=flow, valid=valid, normals=normals,
+                truth=d["rgb"][b, lb], flow=flow, valid=valid,
+                template_flow=template_flow, template_valid=template_valid,
+                template_head=ds.identity(j)["alpha"][b] >= 128, normals=normals,
                 face_region=d["region"][b] == REGIONS["skin"],
                 meta={"profile_view": int(a), "template_view": int(b),
                       "profile_light": int(la), "template_light": int(lb),

@@ -109,6 +109,9 @@ class TrainConfig:
             raise ICPortraitError(f"--max-timestep must be in [1, 1000], got {self.max_timestep}")
         if self.ema_decay is not None and not 0 < self.ema_decay < 1:
             raise ICPortraitError(f"EMA decay must be in (0, 1), got {self.ema_decay}")
+        if self.stage == "matching" and self.cross_identity and not self.descriptor_dim:
+            raise ICPortraitError("--cross-identity trains descriptor nets only: the paper's "
+                                  "variant (--descriptor-dim 0) learns from denoising the truth")
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2)

@@ -342,6 +342,7 @@ class Stage:
             cross = cfg.cross_identity if cfg.stage in ("appearance", "matching") else 0.0
             self.dataset = pair_dataset(cfg.data, seed=cfg.seed, with_flow=needs_flow,
                                         cross_identity=cross, photo_pairs=cfg.photo_pairs,
+                                        cross_person=cross if cfg.stage == "matching" else 0.0,
                                         **pairs)
             self.val = pair_dataset([cfg.val_data], seed=cfg.seed + 1,
                                     with_flow=cfg.stage == "matching", **pairs) \
