@@ -93,6 +93,48 @@ def test_flow_cached_vs_per_step_and_appearance_reuse():
     assert not torch.equal(cached.images, reuse.images)
 
 
+def test_reference_features_once_per_image_when_the_net_was_trained_so():
+    pipe = trained_like(dummy_pipeline())
+    calls = []
+    pipe.appearance_net.register_forward_hook(lambda m, args, out: calls.append(args[0]))
+    per_step = run(pipe, num_inference_steps=3)
+    assert len(calls) == 3
+    pipe.appearance_net.register_to_config(reference_timestep=0)
+    calls.clear()
+    once = run(pipe, num_inference_steps=3)
+    # one call per image, on the clean canvas: its "noisy" channels are the condition's
+    assert len(calls) == 1 and not torch.equal(once.images, per_step.images)
+    c = pipe.unet.config.in_channels
+    assert torch.equal(calls[0][:, :c], calls[0][:, c:2 * c])
+    calls.clear()
+    again = run(pipe, num_inference_steps=3, reference_once=False)   # the per-step ablation
+    assert len(calls) == 3 and torch.equal(again.images, per_step.images)
+    calls.clear()
+    two = run(pipe, [*images(2)], num_inference_steps=3)   # references batched, not looped
+    assert len(calls) == 1 and calls[0].shape[0] == 2 and torch.isfinite(two.images).all()
+
+
+def test_confidence_gate_weights_the_warp_by_the_match_confidence():
+    from icportrait.models.matching import Match, identity_flow
+
+    pipe = trained_like(dummy_pipeline())
+    side = pipe.resolution // pipe.vae_scale_factor
+    still = identity_flow(1, side, side)
+    ref = torch.zeros(1, side, side, dtype=torch.long)
+
+    def flows(score: float) -> dict:
+        return {(side, side): Match(still, torch.full((1, side, side), score), ref)}
+
+    ungated = run(pipe, flows=flows(0.0))
+    pipe.appearance_net.register_to_config(confidence_gate=True)
+    unsure = run(pipe, flows=flows(0.0))
+    no_warp = run(pipe, flows=flows(0.0), warp_profile=False)
+    assert torch.allclose(unsure.images, no_warp.images, atol=1e-6)  # nothing is trusted
+    assert not torch.allclose(unsure.images, ungated.images, atol=1e-4)
+    assert torch.allclose(run(pipe, flows=flows(1.0)).images,
+                          run(pipe, flows=flows(0.0), use_confidence=False).images, atol=1e-6)
+
+
 @pytest.mark.parametrize("scheduler_cls", [EulerDiscreteScheduler, DPMSolverMultistepScheduler])
 def test_any_scheduler(scheduler_cls):
     pipe = trained_like(dummy_pipeline())

@@ -16,6 +16,7 @@ from icportrait.errors import ICPortraitError
 from icportrait.pipelines import ICPortraitPipeline
 from icportrait.specs import build_pipeline
 from icportrait.synth.generate import SynthConfig, generate
+from icportrait.data.pairs import collate
 from icportrait.training.config import TrainConfig
 from icportrait.training.stages import Stage
 from icportrait.training.trainer import Trainer
@@ -253,6 +254,24 @@ def test_matching_trains_on_cross_identity_pairs(setup, tmp_path):
     # the loss reads template -> profile across the two heads, not the truth's own flow
     assert not torch.equal(item["template_flow"], item["flow"])
     assert _run(cfg)["finished"]
+
+
+def test_appearance_trains_for_features_once_gated_and_teacher_forced(setup, tmp_path):
+    data = tmp_path / "shared"
+    generate(data, SynthConfig(identities=2, views=2, lights=2, size=32, seed=3,
+                               extra={"shared_views": True}))
+    cfg = _cfg(setup, tmp_path, "appearance", data=[str(data)], cross_identity=1.0,
+               reference_timestep=0, confidence_gate=True, teacher_forcing=1.0)
+    stage = Stage(cfg, "cpu")
+    item = stage.dataset[0]   # the ground truth it is forced with: template -> profile
+    assert "template_flow" in item and not torch.equal(item["template_flow"], item["flow"])
+    loss, logs = stage.module(collate([item, stage.dataset[1]]), torch.Generator().manual_seed(0))
+    assert torch.isfinite(loss) and logs["teacher_forced"] == 1.0
+    assert _run(cfg)["finished"]
+    net = ICPortraitPipeline.from_pretrained(tmp_path / "appearance" / "pipeline").appearance_net
+    assert net.config.reference_timestep == 0 and net.config.confidence_gate
+    with pytest.raises(ICPortraitError, match="teacher-forcing"):
+        _cfg(setup, tmp_path, "appearance", teacher_forcing=2.0).validate()
 
 
 def test_appearance_trains_on_cross_identity_triplets(setup, tmp_path):

@@ -45,7 +45,8 @@ def evaluate(
     ] = "classical-swap,template,masked-template,gt-warp",
     ablations: Annotated[str, typer.Option(
         help="Comma list of IC-Portrait ablations (no-warp, zero-shot, mask-0.5, mask-0.95, "
-             "single-ref, per-step, base-only, from-noise, gt-flow), 'all' or ''.")] = "",
+             "single-ref, per-step, base-only, from-noise, gt-flow, no-confidence, "
+             "appearance-per-step), 'all' or ''.")] = "",
     baselines_only: Annotated[
         bool, typer.Option(help="Skip the model: run the baselines only.")] = False,
     steps: Annotated[int, typer.Option(help="Denoising steps.")] = EVAL_STEPS,

@@ -195,6 +195,15 @@ def train_appearance(
              "the truth itself.")] = 0.0,
     lora_rank: Annotated[int, typer.Option(
         help="Also train LoRA adapters of this rank on the base UNet (0: base frozen).")] = 0,
+    reference_timestep: Annotated[int | None, typer.Option(
+        help="Read the clean canvas [profile | masked template] at this timestep, so that "
+             "sampling computes F_ref once per image (default: the noisy canvas per step, "
+             "as the paper).")] = None,
+    confidence_gate: Annotated[bool, typer.Option(
+        help="Weight the warped profile features by the match confidence.")] = False,
+    teacher_forcing: Annotated[float, typer.Option(
+        help="Share of batches trained with the ground-truth flow (template -> profile) "
+             "instead of the matching net's.")] = 0.0,
     mask_ratio: MaskRatio = MASK_RATIO,
     checkpoint_every: CheckpointEvery = 200,
     ema_decay: EmaDecay = None,
@@ -204,6 +213,8 @@ def train_appearance(
     run_stage(shared, stage="appearance", init=str(matching), steps=steps,
               batch_size=batch_size, lr=lr, self_pairs=self_pairs,
               cross_identity=cross_identity, lora_rank=lora_rank,
+              reference_timestep=reference_timestep, confidence_gate=confidence_gate,
+              teacher_forcing=teacher_forcing,
               mask_ratio=mask_ratio, checkpoint_every=checkpoint_every, ema_decay=ema_decay)
 
 

@@ -14,7 +14,10 @@ pasted back) and, for IC-Portrait, the matching flow.
   frozen base model alone, which shows what the control nets add), ``icportrait:from-noise``
   (sampling from pure noise, the paper's, for a model whose default is warp-initialised),
   ``icportrait:gt-flow`` (synthetic only: the ground-truth flow instead of the matching
-  net's, no motion where it is unknown; what a perfect matching net would give).
+  net's, no motion where it is unknown; what a perfect matching net would give),
+  ``icportrait:no-confidence`` (warped features not weighted by the match confidence, for an
+  appearance net trained with ``confidence_gate``), ``icportrait:appearance-per-step`` (the
+  appearance net on the noisy canvas at every step, for one trained to run once per image).
 - Baselines: ``classical-swap`` (landmark warp, colour transfer, Poisson blending),
   ``template`` (the template unchanged), ``masked-template`` (the template with the model's
   80% of patches hidden, what the model sees of it), ``gt-warp`` (synthetic only: the profile
@@ -46,6 +49,8 @@ ABLATIONS = {
     "icportrait:base-only": {"reference_scale": 0.0},
     "icportrait:from-noise": {"strength": 1.0},
     "icportrait:gt-flow": {},
+    "icportrait:no-confidence": {"use_confidence": False},
+    "icportrait:appearance-per-step": {"reference_once": False},
 }
 BASELINES = ("classical-swap", "template", "masked-template", "gt-warp")
 METHODS = (*ABLATIONS, *BASELINES)
@@ -161,16 +166,11 @@ def ground_truth_flows(sample: Sample, pipe) -> dict:
     """The sample's ground-truth flow (template -> profile, pixels: what a perfect matching
     net finds) on the model's latent grid, as the pipeline's precomputed ``flows``: no motion
     where it is unknown, confidence 1 where it is known."""
-    from icportrait.models.matching import Match, identity_flow, resize_flow
+    from icportrait.models.matching import pixel_flows
 
-    side = pipe.resolution // pipe.vae_scale_factor
-    flow = torch.from_numpy(sample.template_flow).float()[None]
-    valid = torch.from_numpy(sample.template_valid)[None, None].float()
-    cells = resize_flow(flow, (side, side))
-    known = torch.nn.functional.interpolate(valid, size=(side, side), mode="nearest")[:, 0]
-    cells = torch.where(known[:, None] > 0.5, cells, identity_flow(1, side, side))
-    ref = torch.zeros(1, side, side, dtype=torch.long)
-    return {(side, side): Match(cells.to(pipe.device), known.to(pipe.device), ref.to(pipe.device))}
+    flow = torch.from_numpy(sample.template_flow)[None].to(pipe.device)
+    valid = torch.from_numpy(sample.template_valid)[None].to(pipe.device)
+    return pixel_flows(flow, valid, pipe.resolution // pipe.vae_scale_factor)
 
 
 def ground_truth_warp(sample: Sample) -> np.ndarray:

@@ -97,6 +97,8 @@ class ICControlNet(ModelMixin, ConfigMixin):
         descriptor_dim: int = 0,
         match_temperature: float = 0.07,
         match_locality: float = 0.25,
+        reference_timestep: int | None = None,
+        confidence_gate: bool = False,
     ):
         super().__init__()
         if len(block_out_channels) != len(down_block_types):

@@ -252,3 +252,17 @@ def _hsv_to_rgb(h: torch.Tensor, s: torch.Tensor, v: torch.Tensor) -> torch.Tens
         m = (i == k).unsqueeze(-1)
         out = torch.where(m, torch.stack([r, g, b_], -1), out)
     return out.permute(0, 3, 1, 2)
+
+
+def pixel_flows(flow: torch.Tensor, valid: torch.Tensor, side: int) -> dict:
+    """A known flow in pixels (``(B, 2, S, S)``, target -> profile, and where it is known
+    ``(B, S, S)``) as matching flows on a ``side`` x ``side`` latent grid: no motion where
+    it is unknown, confidence 1 where it is known (ground-truth flows for teacher forcing and
+    for the evaluation's ``gt-flow`` ablation)."""
+    b = flow.shape[0]
+    cells = resize_flow(flow.float(), (side, side))
+    known = F.interpolate(valid[:, None].float(), size=(side, side), mode="nearest")[:, 0]
+    cells = torch.where(known[:, None] > 0.5, cells,
+                        identity_flow(b, side, side, flow.device))
+    ref = torch.zeros(b, side, side, dtype=torch.long, device=flow.device)
+    return {(side, side): Match(cells, known, ref)}

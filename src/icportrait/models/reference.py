@@ -137,12 +137,14 @@ def flow_for(flows: Flows, size: tuple[int, int]) -> Match:
 
 def reference_features(
     features: ControlFeatures, flows: Flows, num_refs: int = 1, profile_index: int = 0,
-    warp_profile: bool = True,
+    warp_profile: bool = True, confidence_gate: bool = False,
 ) -> ControlFeatures:
     """F_ref: per level, ``[D_s of the profile | warp(D_s, flow) + D_t]`` as canvases (B, ...).
 
     ``warp_profile=False`` drops the warped term (the "no matching" ablation): the target half
-    is then the lighting features alone.
+    is then the lighting features alone. ``confidence_gate``: the warped term is weighted by
+    the match's confidence (clamped to [0, 1]), so that cells the profile does not show are
+    left to the lighting features.
     """
     out = []
     for f in features.all():
@@ -150,7 +152,10 @@ def reference_features(
         target = tgt.mean(1)
         if warp_profile:
             m = flow_for(flows, (f.shape[-2], f.shape[-1] // 2))
-            target = target + warp(src, m.flow, m.ref)
+            warped = warp(src, m.flow, m.ref)
+            if confidence_gate:
+                warped = warped * m.score.clamp(0, 1)[:, None].to(warped)
+            target = target + warped
         out.append(torch.cat([src[:, profile_index], target], dim=-1))
     return ControlFeatures.from_list(out)
 

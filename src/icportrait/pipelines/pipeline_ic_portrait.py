@@ -201,6 +201,8 @@ class ICPortraitPipeline(DiffusionPipeline):
         reference_scale: float = 1.0,
         flow_mode: str = "cached",
         appearance_every: int = 1,
+        reference_once: bool | None = None,
+        use_confidence: bool = True,
         match_levels: list[tuple[int, int]] | None = None,
         match_timestep: int = MATCH_TIMESTEP,
         warp_profile: bool = True,
@@ -235,6 +237,13 @@ class ICPortraitPipeline(DiffusionPipeline):
             flow_mode: ``cached`` computes the matching flow once (at ``match_timestep``) and
                 reuses it; ``per_step`` recomputes it from the current latents at every step.
             appearance_every: run the appearance net every N steps, reusing F_ref in between.
+            reference_once: run the appearance net once per image, on the clean canvas
+                ``[profile | masked template]`` at the net's ``reference_timestep``, and
+                reuse F_ref at every step (default: as the appearance net was trained, i.e.
+                when its config has a ``reference_timestep``); False runs it per step on the
+                noisy canvas (the paper's, and the ablation).
+            use_confidence: False ignores the match confidence that an appearance net
+                trained with ``confidence_gate`` weights warped features by (ablation).
             match_levels: half-resolutions ``(h, w)`` to match at (default: all).
             match_timestep: training timestep at which cached flows are computed.
             warp_profile: False drops the warped profile term (ablation "no matching").
@@ -320,6 +329,9 @@ class ICPortraitPipeline(DiffusionPipeline):
 
         residuals = None
         use_reference = reference_scale > 0
+        app = self.appearance_net.config
+        once = app.reference_timestep is not None if reference_once is None else reference_once
+        gate = bool(app.confidence_gate) and use_confidence
         if flows is not None:
             if k != 1 or any(m.flow.shape[0] != b for m in flows.values()):
                 raise ICPortraitError(f"precomputed flows must have one per template ({b}) "
@@ -337,6 +349,11 @@ class ICPortraitPipeline(DiffusionPipeline):
                               region)
             latents = stitch(split(latents)[0], self.scheduler.add_noise(
                 start, split(noise)[1], timesteps[:1].expand(b)))
+        # F_ref's appearance features, once per image: nothing in them depends on the sample.
+        once_feats = self.appearance_net(
+            condition.control_input(condition.latents),
+            torch.tensor(app.reference_timestep or 0, device=device), ctrl_text) \
+            if use_reference and once else None
         for i, t in enumerate(self.progress_bar(timesteps)):
             t_batch = t.reshape(1).expand(b * k)
             prof_t = self.scheduler.add_noise(prof_bk, prof_noise, t_batch)
@@ -345,17 +362,20 @@ class ICPortraitPipeline(DiffusionPipeline):
             model_input = self.scheduler.scale_model_input(latents, t)
             down_res = mid_res = None
             if use_reference:
-                canvas = stitch(prof_t, split(latents)[1].repeat_interleave(k, 0))
-                scaled = self.scheduler.scale_model_input(canvas, t)
-                control_input = condition.control_input(scaled)
+                per_step = not once and (residuals is None or i % appearance_every == 0)
+                if per_step or flow_mode == "per_step":
+                    canvas = stitch(prof_t, split(latents)[1].repeat_interleave(k, 0))
+                    scaled = self.scheduler.scale_model_input(canvas, t)
                 if flow_mode == "per_step":
                     flows = flows_from_features(
                         self.matching_net,
                         self.matching_net(match_condition.control_input(scaled), t, ctrl_text),
                         k, match_levels)
-                if residuals is None or i % appearance_every == 0:
-                    feats = self.appearance_net(control_input, t, ctrl_text)
-                    fref = reference_features(feats, flows, k, warp_profile=warp_profile)
+                if per_step or residuals is None or flow_mode == "per_step":
+                    feats = once_feats if once else \
+                        self.appearance_net(condition.control_input(scaled), t, ctrl_text)
+                    fref = reference_features(feats, flows, k, warp_profile=warp_profile,
+                                              confidence_gate=gate)
                     residuals = self.appearance_net.residuals(fref, reference_scale)
                 down_res, mid_res = residuals
             noise = self.unet(model_input, t, encoder_hidden_states=text,

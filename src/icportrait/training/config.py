@@ -64,6 +64,12 @@ class TrainConfig:
     # matching stage (descriptor nets): share of pairs matched template -> profile across
     # two identities
     cross_identity: float = 0.0
+    # appearance stage: read the clean canvas at this timestep, once per image (None: the
+    # noisy canvas at every step); weight warped features by the match confidence; the share
+    # of batches whose flow is the ground truth instead of the matching net's
+    reference_timestep: int | None = None
+    confidence_gate: bool = False
+    teacher_forcing: float = 0.0
     descriptor_dim: int = DESCRIPTOR_DIM  # matching stage: head size, 0 = paper's variant
     match_locality: float = MATCH_LOCALITY  # the descriptor's displacement prior (std / width)
     correspondence_loss: float = 0.0
@@ -109,6 +115,12 @@ class TrainConfig:
             raise ICPortraitError(f"--max-timestep must be in [1, 1000], got {self.max_timestep}")
         if self.ema_decay is not None and not 0 < self.ema_decay < 1:
             raise ICPortraitError(f"EMA decay must be in (0, 1), got {self.ema_decay}")
+        if not 0.0 <= self.teacher_forcing <= 1.0:
+            raise ICPortraitError(f"--teacher-forcing must be in [0, 1], got "
+                                  f"{self.teacher_forcing}")
+        if self.reference_timestep is not None and not 0 <= self.reference_timestep < 1000:
+            raise ICPortraitError(f"--reference-timestep must be in [0, 999], got "
+                                  f"{self.reference_timestep}")
         if self.stage == "matching" and self.cross_identity and not self.descriptor_dim:
             raise ICPortraitError("--cross-identity trains descriptor nets only: the paper's "
                                   "variant (--descriptor-dim 0) learns from denoising the truth")

@@ -37,6 +37,7 @@ from icportrait.data.images import image_dataset, photo_validation_sets
 from icportrait.data.pairs import collate, pair_dataset
 from icportrait.errors import ICPortraitError
 from icportrait.models.control_net import ICControlNet
+from icportrait.models.matching import pixel_flows
 from icportrait.models.reference import (
     compute_flows,
     matching_condition,
@@ -278,6 +279,9 @@ class AppearanceModule(StageModule):
     def __init__(self, cfg, frozen):
         super().__init__(cfg, frozen)
         self.net: ICControlNet = frozen.pipe.appearance_net.requires_grad_(True).train()
+        # how F_ref is made is trained in, and saved in the net's config for sampling
+        self.net.register_to_config(reference_timestep=cfg.reference_timestep,
+                                    confidence_gate=cfg.confidence_gate)
         if cfg.lora_rank:
             self.lora = add_lora(frozen.pipe.unet, cfg.lora_rank)
 
@@ -287,13 +291,26 @@ class AppearanceModule(StageModule):
         tmpl = self._template_latents(batch, t)
         cond = self._condition(p, tmpl, gen)
         text = pipe.encode_prompt(None, p.shape[0])
-        with torch.no_grad():  # the matching net is frozen: flows as at inference
-            mcond = matching_condition(pipe.matching_net, p, tmpl, split(cond.mask)[1])
-            flows = compute_flows(pipe.matching_net, mcond, text, pipe.scheduler.alphas_cumprod,
-                                  self.cfg.match_timestep, self._match_noise(mcond, gen))
+        forced = self.cfg.teacher_forcing > 0 and \
+            float(torch.rand((), generator=gen)) < self.cfg.teacher_forcing
+        if forced:  # the ground-truth flow: the appearance net must learn to use the warp
+            flow, valid = (batch["template_flow"], batch["template_valid"]) \
+                if "template_flow" in batch else (batch["flow"], batch["valid"])
+            flows = pixel_flows(flow.to(p.device), valid.to(p.device), p.shape[-1])
+        else:
+            with torch.no_grad():  # the matching net is frozen: flows as at inference
+                mcond = matching_condition(pipe.matching_net, p, tmpl, split(cond.mask)[1])
+                flows = compute_flows(pipe.matching_net, mcond, text,
+                                      pipe.scheduler.alphas_cumprod, self.cfg.match_timestep,
+                                      self._match_noise(mcond, gen))
         noisy, target, ts = self._noise(stitch(p, t), gen)
-        feats = reference_features(self.net(cond.control_input(noisy), ts, text), flows)
-        return self._target_loss(noisy, ts, text, self.net, feats, target), {}
+        ref_t = self.net.config.reference_timestep
+        control = self.net(cond.control_input(cond.latents), torch.full_like(ts, ref_t), text) \
+            if ref_t is not None else self.net(cond.control_input(noisy), ts, text)
+        feats = reference_features(control, flows,
+                                   confidence_gate=self.net.config.confidence_gate)
+        loss = self._target_loss(noisy, ts, text, self.net, feats, target)
+        return loss, {"teacher_forced": float(forced)}
 
     def export(self, path: Path) -> Path:
         if self.cfg.lora_rank:
@@ -335,8 +352,9 @@ class Stage:
         else:
             # Ground-truth flow costs time per item; only the correspondence loss and
             # matching validation (PCK) read it.
-            needs_flow = cfg.stage == "matching" and (cfg.descriptor_dim > 0
-                                                      or cfg.correspondence_loss > 0)
+            needs_flow = (cfg.stage == "matching" and (cfg.descriptor_dim > 0
+                                                       or cfg.correspondence_loss > 0)) \
+                or (cfg.stage == "appearance" and cfg.teacher_forcing > 0)
             pairs = dict(same_light=cfg.same_light, yaw_gap=cfg.yaw_gap,
                          include_self=cfg.self_pairs, size=size)
             cross = cfg.cross_identity if cfg.stage in ("appearance", "matching") else 0.0
