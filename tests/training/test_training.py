@@ -12,11 +12,11 @@ import pytest
 import torch
 
 from icportrait.cli import main
+from icportrait.data.pairs import collate
 from icportrait.errors import ICPortraitError
 from icportrait.pipelines import ICPortraitPipeline
 from icportrait.specs import build_pipeline
 from icportrait.synth.generate import SynthConfig, generate
-from icportrait.data.pairs import collate
 from icportrait.training.config import TrainConfig
 from icportrait.training.stages import Stage
 from icportrait.training.trainer import Trainer
