@@ -2,11 +2,12 @@
 # Build the tiny spec's model from nothing: data, every training stage, the fp16 release. Each
 # step resumes where it stopped, so rerun the script after an interruption.
 #
-# This is the recipe of the embedded model v1 (weights/tiny/RECIPE.md has the run: which
-# commit made which part, wall times and numbers): a patch autoencoder, a v-prediction base
+# This is the recipe of the embedded model v2 (weights/tiny/RECIPE.md has the runs: which
+# commit made which part, wall times and numbers): v1 (a patch autoencoder, a v-prediction base
 # fine-tuned on low noise levels, a descriptor matching net and an appearance net, released
-# for warp-initialised sampling at strength 0.2 (docs/sampling.md). About 2.5 h of training
-# on 2 CPU cores, plus 20 min of data.
+# for warp-initialised sampling at strength 0.2, docs/sampling.md), then v2's matching net
+# fine-tuned across identities and appearance net fine-tuned to compute F_ref once per image.
+# About 3 h of training on 2 CPU cores, plus 20 min of data.
 #
 #   scripts/train_tiny.sh [RUN_DIR] [APPEARANCE_STEPS] [BASE_STEPS] [MATCHING_STEPS]
 set -euo pipefail
@@ -39,7 +40,7 @@ if [ ! -f "$DATA/lift/shard-00000.json" ]; then
     for f in skimage__astronaut face_recognition__obama face_recognition__obama2 \
              face_recognition__obama3; do cp "$DATA/photos/photos/$f.png" "$DATA/lift-photos/"; done
     $ICP data synth --out "$DATA/lift" --source "photos:$DATA/lift-photos" --identities 4 \
-        --views 24 --lights 4 --size 128 --seed 2 --yaw=-35,35 --pitch=-15,15
+        --views 24 --lights 4 --size 128 --seed 2 --yaw=-35,35 --pitch=-15,15 --shared-views
 fi
 
 # The base: the patch autoencoder on photo crops and renders, then the UNet (v-prediction)
@@ -79,7 +80,33 @@ fi
         --max-timestep $LOW_NOISE --checkpoint-every 100 --validate-every 500 \
         --ema-decay 0.998 --resume
 
-# Sampling defaults chosen on the folder suite of four people (RECIPE.md): strength 0.2, and a
-# matching prior narrowed to 0.02 for aligned real photos.
-$ICP train release --pipeline "$RUN/appearance/pipeline" --out weights/tiny \
+# v1's sampling defaults, chosen on the folder suite of four people (RECIPE.md): strength 0.2,
+# and a matching prior narrowed to 0.02 for aligned real photos.
+[ -f "$RUN/v1/model_index.json" ] || $ICP train release --pipeline "$RUN/appearance/pipeline" \
+    --out "$RUN/v1" --strength 0.2 --match-locality 0.02
+
+# v2. The matching net fine-tuned on pairs of two different faces (half the pairs): renders
+# of two identities with the same point of the face as ground truth, and templates cut from
+# another photo's face with the two meshes' flow (run 1 of RECIPE.md had the renders only).
+[ -f "$RUN/matching-x/pipeline/model_index.json" ] || \
+    $ICP train matching --data "$DATA/train-shared" "$DATA/lift" "$DATA/photos" \
+        --photo-pairs 30000 --val-data "$DATA/val" --base "$RUN/v1" \
+        --output-dir "$RUN/matching-x" --steps 1100 --batch-size 8 --lr 1e-4 \
+        --cross-identity 0.5 --checkpoint-every 100 --validate-every 300 --resume
+# Its prior narrowed to the shipped 0.02, so that the appearance net trains on the flows it
+# gets at inference.
+[ -f "$RUN/matching-x-02/model_index.json" ] || $ICP train release \
+    --pipeline "$RUN/matching-x/pipeline" --out "$RUN/matching-x-02" --no-fp16 \
+    --match-locality 0.02
+# The appearance net fine-tuned to read the clean canvas once per image (F_ref computed once),
+# its warped features gated by the match confidence, a quarter of the batches teacher-forced
+# with the ground-truth flow.
+[ -f "$RUN/appearance-x/pipeline/model_index.json" ] || \
+    $ICP train appearance --data "$DATA/train-shared" "$DATA/lift" "$DATA/photos" \
+        --photo-pairs 10000 --val-data "$DATA/val" --matching "$RUN/matching-x-02" \
+        --output-dir "$RUN/appearance-x" --cross-identity 0.75 --steps 800 --batch-size 4 \
+        --lr 1e-4 --max-timestep $LOW_NOISE --reference-timestep 0 --confidence-gate \
+        --teacher-forcing 0.25 --checkpoint-every 100 --validate-every 400 \
+        --ema-decay 0.998 --resume
+$ICP train release --pipeline "$RUN/appearance-x/pipeline" --out weights/tiny \
     --strength 0.2 --match-locality 0.02
