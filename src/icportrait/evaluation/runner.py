@@ -40,7 +40,10 @@ SUMMARY_KEYS = ("face_detected", "id_to_profile", "id_to_truth", "id_to_template
                 "ms_ssim", "light_direction_error", "shading_error", "brisque", "flow_pck",
                 "flow_pck10", "flow_epe", "flow_pck_no_motion", "flow_pck10_no_motion",
                 *(f"landmark_pck{n}{b}" for b in ("", "_no_motion", "_mesh") for n in (5, 10)),
-                "seconds", "peak_rss_mb")
+                "flow_confidence_visible", "flow_confidence_occluded",
+                "id_to_profile_sface", "id_to_truth_sface", "id_to_template_sface",
+                "rank1_sface", "seconds", "peak_rss_mb")
+JUDGES = ("dlib", "sface")   # identity judges: dlib always, SFace on request
 
 
 def _reset_peak_memory() -> None:
@@ -66,9 +69,22 @@ def _peak_memory_mb() -> float | None:
 
 def run_eval(suite: str, out: Path, methods: list[str], model: Path | None = None,
              steps: int = EVAL_STEPS, seed: int = 0, limit: int | None = None,
-             progress: Callable[[str, int, int], None] | None = None) -> dict:
-    """Evaluate ``methods`` on ``suite``; finished (method, sample) pairs are reused."""
+             progress: Callable[[str, int, int], None] | None = None,
+             judges: tuple[str, ...] = ("dlib",)) -> dict:
+    """Evaluate ``methods`` on ``suite``; finished (method, sample) pairs are reused.
+    ``judges``: identity judges, ``dlib`` always, and ``sface`` for a second opinion
+    (evaluation.sface; its scores carry the ``_sface`` suffix)."""
     check_methods(methods, model)
+    unknown = sorted(set(judges) - set(JUDGES))
+    if unknown:
+        raise ICPortraitError(f"unknown identity judge {', '.join(unknown)}; choose from "
+                              f"{', '.join(JUDGES)}")
+    second = None
+    if "sface" in judges:
+        from icportrait.evaluation import sface
+        from icportrait.evaluation.suites import cache_dir
+
+        second = sface.judge(cache_dir())
     samples = load_suite(suite, limit=limit)
     if not samples:
         raise ICPortraitError(f"suite {suite} has no samples")
@@ -90,40 +106,71 @@ def run_eval(suite: str, out: Path, methods: list[str], model: Path | None = Non
             path = out / "samples" / method / f"{sample.id}.json"
             if path.is_file():
                 scores[method][sample.id] = json.loads(path.read_text())
+                if second is not None and "embedding_sface" not in scores[method][sample.id]:
+                    if sample.id not in readings:
+                        readings[sample.id] = _input_readings(sample, second)
+                    _add_second_judge(scores[method][sample.id], second, readings[sample.id],
+                                      path)
             else:
                 if sample.id not in readings:
-                    readings[sample.id] = _input_readings(sample)
+                    readings[sample.id] = _input_readings(sample, second)
                 scores[method][sample.id] = _run_one(method, sample, runner, seed,
-                                                      readings[sample.id], path)
+                                                      readings[sample.id], path, second)
             done += 1
             if progress:
                 progress(f"{method} {sample.id}", done, total)
-    _add_rank1(scores, samples)
+    _add_rank1(scores, samples, _dlib_embedding, "embedding", "rank1",
+               lambda bank, e: np.linalg.norm(bank - e, axis=1))
+    if second is not None:
+        _add_rank1(scores, samples, second.embed, "embedding_sface", "rank1_sface",
+                   lambda bank, e: 1 - bank @ e / np.linalg.norm(bank, axis=1))
     results = {
         "suite": suite, "model": None if model is None else str(model), "methods": methods,
-        "steps": steps, "seed": seed, "samples": len(samples),
+        "steps": steps, "seed": seed, "samples": len(samples), "judges": list(judges),
         "command": " ".join(["icportrait", *sys.argv[1:]]),
         "versions": {"icportrait": __version__, "torch": torch.__version__,
                      "python": platform.python_version()},
         "device": "cuda" if torch.cuda.is_available() else "cpu",
         "summary": {m: summarize(s) for m, s in scores.items()},
         "meta": {s.id: s.meta for s in samples},
-        "per_sample": {m: {k: {key: v for key, v in d.items() if key != "embedding"}
+        "per_sample": {m: {k: {key: v for key, v in d.items() if not key.startswith("embedding")}
                            for k, d in s.items()} for m, s in scores.items()},
     }
     atomic_write_text(out / "results.json", json.dumps(results, indent=2) + "\n")
     return results
 
 
-def _input_readings(sample: Sample) -> dict:
+def _input_readings(sample: Sample, second=None) -> dict:
     profile = [scoring.read_face(p) for p in sample.profile]
-    return {"profile": scoring.mean_embedding(profile),
-            "template": scoring.read_face(sample.template),
-            "truth": None if sample.truth is None else scoring.read_face(sample.truth)}
+    out = {"profile": scoring.mean_embedding(profile),
+           "template": scoring.read_face(sample.template),
+           "truth": None if sample.truth is None else scoring.read_face(sample.truth)}
+    if second is not None:
+        found = [e for e in (second.embed(p) for p in sample.profile) if e is not None]
+        out["sface"] = {
+            "profile": np.mean(found, axis=0) if found else None,
+            "template": second.embed(sample.template),
+            "truth": None if sample.truth is None else second.embed(sample.truth)}
+    return out
+
+
+def _add_second_judge(d: dict, second, readings: dict, path: Path,
+                      image: np.ndarray | None = None) -> None:
+    """The SFace judge's distances of an output (read back from its picture when resumed)."""
+    from icportrait.evaluation import sface
+    from icportrait.io import load_image
+
+    emb = second.embed(image if image is not None else load_image(path.with_suffix(".png")))
+    r = readings["sface"]
+    d.update(id_to_profile_sface=sface.distance(emb, r["profile"]),
+             id_to_template_sface=sface.distance(emb, r["template"]),
+             id_to_truth_sface=sface.distance(emb, r["truth"]),
+             embedding_sface=None if emb is None else [round(float(x), 5) for x in emb])
+    atomic_write_text(path, json.dumps(d) + "\n")
 
 
 def _run_one(method: str, sample: Sample, runner: ModelRunner | None, seed: int,
-             readings: dict, path: Path) -> dict:
+             readings: dict, path: Path, second=None) -> dict:
     _reset_peak_memory()
     t0 = time.perf_counter()
     if method in ABLATIONS:
@@ -142,6 +189,8 @@ def _run_one(method: str, sample: Sample, runner: ModelRunner | None, seed: int,
             if runner is not None and result.flow is not None else {})}
     d["embedding"] = None if face is None else [round(float(x), 5) for x in face.embedding]
     save_image(result.image, path.with_suffix(".png"))
+    if second is not None:
+        _add_second_judge(d, second, readings, path, result.image)
     if result.flow is not None:
         from icportrait.generation.pictures import flow_picture
 
@@ -162,26 +211,34 @@ def _save_inputs(sample: Sample, folder: Path) -> None:
             save_image(image, path)
 
 
-def _add_rank1(scores: dict, samples: list[Sample]) -> None:
-    """Rank-1 identification: is the output's nearest identity, among the mean profile
-    descriptors of every identity in the suite, its own profile identity? (An output with no
-    detectable face counts as a miss.)"""
-    gallery: dict[str, list] = {}
+def _dlib_embedding(image: np.ndarray) -> np.ndarray | None:
+    face = scoring.read_face(image)
+    return None if face is None else face.embedding
+
+
+def _add_rank1(scores: dict, samples: list[Sample], embed, key: str, out: str,
+               distances) -> None:
+    """Rank-1 identification by one judge: is the output's nearest identity, among the mean
+    profile descriptors (``embed`` of each profile photo) of every identity in the suite, its
+    own profile identity? (An output with no detectable face counts as a miss.)"""
+    gallery: dict[str, np.ndarray] = {}
     for s in samples:
         if s.identity not in gallery:
-            gallery[s.identity] = [scoring.read_face(p) for p in s.profile]
-    names = [n for n in gallery if scoring.mean_embedding(gallery[n]) is not None]
-    if len(names) < 2:
+            found = [e for e in (embed(p) for p in s.profile) if e is not None]
+            if found:
+                gallery[s.identity] = np.mean(found, axis=0)
+    if len(gallery) < 2:
         return
-    bank = np.stack([scoring.mean_embedding(gallery[n]) for n in names])
+    names = list(gallery)
+    bank = np.stack([gallery[n] for n in names])
     by_id = {s.id: s for s in samples}
     for per_sample in scores.values():
         for sid, d in per_sample.items():
-            if d.get("embedding") is None:  # no face in the output: not identified
-                d["rank1"] = 0.0
+            if d.get(key) is None:  # no face in the output: not identified
+                d[out] = 0.0
                 continue
-            dist = np.linalg.norm(bank - np.asarray(d["embedding"]), axis=1)
-            d["rank1"] = float(names[int(np.argmin(dist))] == by_id[sid].identity)
+            dist = distances(bank, np.asarray(d[key]))
+            d[out] = float(names[int(np.argmin(dist))] == by_id[sid].identity)
 
 
 def summarize(per_sample: dict[str, dict]) -> dict:
