@@ -27,7 +27,7 @@ os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
 import gradio as gr
 import numpy as np
 
-from icportrait.defaults import MASK_RATIO, STEPS
+from icportrait.defaults import MASK_RATIO, STEPS, check_strength
 from icportrait.errors import FaceError, ICPortraitError
 from icportrait.generation import (
     LIGHT_SWEEP,
@@ -115,14 +115,18 @@ class _Handlers:
         return parse_light(f"{direction},{colour}")
 
     @staticmethod
-    def settings(steps, seed, mask_ratio, profile_face=None, template_face=None) -> Settings:
+    def settings(steps, seed, mask_ratio, profile_face=None, template_face=None,
+                 strength=None) -> Settings:
         # The API takes any number: bound the work one request can ask for.
         if not 1 <= int(steps) <= MAX_STEPS:
             raise ICPortraitError(f"steps must be in [1, {MAX_STEPS}], got {steps}")
         faces = [_face_index(f, name) for f, name in ((profile_face, "profile face"),
                                                        (template_face, "template face"))]
+        if strength is not None:
+            check_strength(float(strength))
         return Settings(steps=int(steps), seed=int(seed or 0), mask_ratio=float(mask_ratio),
-                        profile_face=faces[0], template_face=faces[1])
+                        profile_face=faces[0], template_face=faces[1],
+                        strength=None if strength is None else float(strength))
 
     @staticmethod
     def faces_found(files, template_path) -> tuple[list, str]:
@@ -180,14 +184,14 @@ class _Handlers:
     # --- buttons --------------------------------------------------------------------------
 
     def generate(self, files, template_path, yaw, pitch, roll, direction, colour, steps, seed,
-                 mask_ratio, profile_face=None, template_face=None):
+                 mask_ratio, profile_face=None, template_face=None, strength=None):
         t0 = time.perf_counter()
         profiles, names = self.profiles(files)
         photo = self.template_photo(template_path)
         light = self.light(direction, colour)
         pose = None if photo is not None else parse_pose(f"yaw={yaw},pitch={pitch},roll={roll}")
         settings = self.settings(steps, seed, mask_ratio, profile_face,
-                                 template_face if photo is not None else None)
+                                 template_face if photo is not None else None, strength)
         template = make_template(photo, pose, light, face=settings.template_face)
         what = "template photo" if photo is not None else "rendered pose template"
         result = self.run(profiles, names, template, settings, f"the {what}")
@@ -201,7 +205,8 @@ class _Handlers:
         status = (f"Done in {time.perf_counter() - t0:.1f} s (model {result.seconds:.1f} s): "
                   f"{len(profiles)} profile photo(s), {source}, "
                   f"light {direction}{'' if light is None else ' ' + colour}, "
-                  f"{settings.steps} steps, seed {settings.seed}.")
+                  f"{settings.steps} steps, strength {settings.strength or 'default'}, "
+                  f"seed {settings.seed}.")
         sidecar = self.record(out, {**settings.to_dict(), "profiles": len(profiles),
                                     "template": source, "light": direction, "colour": colour,
                                     "faces": result.faces,
@@ -210,12 +215,13 @@ class _Handlers:
         return str(portrait), str(flow), str(used), status, files_out
 
     def sweep(self, kind, files, template_path, yaw, pitch, roll, direction, colour, steps,
-              seed, mask_ratio, profile_face=None, template_face=None, progress=None):
+              seed, mask_ratio, profile_face=None, template_face=None, strength=None,
+              progress=None):
         profiles, names = self.profiles(files)
         photo = self.template_photo(template_path)
         use_photo = photo is not None and kind == "light"
         settings = self.settings(steps, seed, mask_ratio, profile_face,
-                                 template_face if use_photo else None)
+                                 template_face if use_photo else None, strength)
         note = ""
         if kind == "pose":
             # A photo has one pose: a pose sweep renders the neutral head instead.
@@ -298,6 +304,11 @@ def build_app(pipe, workdir: Path, max_upload_mb: int = 20) -> gr.Blocks:
                                       elem_id="steps")
                     seed = gr.Number(0, precision=0, minimum=0, label="Seed")
                     mask_ratio = gr.Slider(0, 0.95, value=MASK_RATIO, step=0.05, label="Mask ratio")
+                    strength = gr.Slider(
+                        0.05, 1.0, value=pipe.config.default_strength, step=0.05,
+                        label="Strength (share of the schedule run; 1 = from noise; the "
+                              f"model's default {pipe.config.default_strength:g})",
+                        elem_id="strength")
                 with gr.Row():
                     go = gr.Button("Generate", variant="primary", elem_id="generate")
                     pose_sweep = gr.Button("Pose sweep", elem_id="pose-sweep")
@@ -321,7 +332,7 @@ def build_app(pipe, workdir: Path, max_upload_mb: int = 20) -> gr.Blocks:
                                     interactive=False, elem_id="downloads")
 
         inputs = [profiles, template, yaw, pitch, roll, direction, colour, steps, seed,
-                  mask_ratio, profile_face, template_face]
+                  mask_ratio, profile_face, template_face, strength]
         for upload in (profiles, template):
             upload.change(_user_errors(h.faces_found), [profiles, template],
                           [found, found_note], concurrency_limit=1, concurrency_id="faces")

@@ -95,6 +95,10 @@ def test_requests_are_bounded(tmp_path):
         h.profiles([tmp_path / "notes.png"])
     with pytest.raises(ICPortraitError, match="steps must be in"):
         h.settings(10_000, 0, 0.8)
+    with pytest.raises(ICPortraitError, match=r"strength must be in \(0, 1\]"):
+        h.settings(10, 0, 0.8, strength=1.5)
+    assert h.settings(10, 0, 0.8, strength=0.5).strength == 0.5
+    assert h.settings(10, 0, 0.8).strength is None   # the model's own default
 
 
 def test_binds_localhost_and_serves_nothing_outside_its_outputs(server):
@@ -199,7 +203,7 @@ def _status(driver) -> str:
     return driver.find_element(By.CSS_SELECTOR, "#status textarea").get_attribute("value")
 
 
-def _set_slider(driver, elem_id: str, value: int) -> None:
+def _set_slider(driver, elem_id: str, value: float) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
 
@@ -303,11 +307,13 @@ def test_group_photo_faces_are_numbered_and_chosen(server, browser, photos):
     box = browser.find_element(By.CSS_SELECTOR, "#template-face input")
     box.send_keys("1", Keys.TAB)
     _set_slider(browser, "steps", 2)
+    _set_slider(browser, "strength", 0.5)
     before = set((workdir / "outputs").glob("*/run.json"))
     browser.find_element(By.ID, "generate").click()
     _wait(browser, lambda d: _status(d).startswith("Done"))
     [run] = set((workdir / "outputs").glob("*/run.json")) - before
     record = json.loads(run.read_text())
+    assert record["strength"] == 0.5    # the strength slider reaches the pipeline's settings
     assert record["template_face"] == 1 and record["faces"]["template"][0]["index"] == 1
     assert record["faces"]["template"][0]["box"][0] > 512   # the right-hand face: hers
     _shot(browser, "06-group-photo-face-chosen")
