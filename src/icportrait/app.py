@@ -122,11 +122,9 @@ class _Handlers:
             raise ICPortraitError(f"steps must be in [1, {MAX_STEPS}], got {steps}")
         faces = [_face_index(f, name) for f, name in ((profile_face, "profile face"),
                                                        (template_face, "template face"))]
-        if strength is not None:
-            check_strength(float(strength))
         return Settings(steps=int(steps), seed=int(seed or 0), mask_ratio=float(mask_ratio),
                         profile_face=faces[0], template_face=faces[1],
-                        strength=None if strength is None else float(strength))
+                        strength=None if strength is None else check_strength(float(strength)))
 
     @staticmethod
     def faces_found(files, template_path) -> tuple[list, str]:

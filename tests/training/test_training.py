@@ -243,10 +243,16 @@ def test_descriptor_matching_net_learns(setup, tmp_path):
     assert pck1 > pck0, (pck0, pck1)
 
 
-def test_matching_trains_on_cross_identity_pairs(setup, tmp_path):
+def _shared_views_data(tmp_path):
+    """Two identities rendered in the same views and lights: cross-identity pairs."""
     data = tmp_path / "shared"
     generate(data, SynthConfig(identities=2, views=2, lights=2, size=32, seed=3,
                                extra={"shared_views": True}))
+    return data
+
+
+def test_matching_trains_on_cross_identity_pairs(setup, tmp_path):
+    data = _shared_views_data(tmp_path)
     cfg = _cfg(setup, tmp_path, "matching", data=[str(data)], cross_identity=1.0)
     stage = Stage(cfg, "cpu")
     item = stage.dataset[0]
@@ -257,9 +263,7 @@ def test_matching_trains_on_cross_identity_pairs(setup, tmp_path):
 
 
 def test_appearance_trains_for_features_once_gated_and_teacher_forced(setup, tmp_path):
-    data = tmp_path / "shared"
-    generate(data, SynthConfig(identities=2, views=2, lights=2, size=32, seed=3,
-                               extra={"shared_views": True}))
+    data = _shared_views_data(tmp_path)
     cfg = _cfg(setup, tmp_path, "appearance", data=[str(data)], cross_identity=1.0,
                reference_timestep=0, confidence_gate=True, teacher_forcing=1.0)
     stage = Stage(cfg, "cpu")
@@ -275,9 +279,7 @@ def test_appearance_trains_for_features_once_gated_and_teacher_forced(setup, tmp
 
 
 def test_appearance_trains_on_cross_identity_triplets(setup, tmp_path):
-    data = tmp_path / "shared"
-    generate(data, SynthConfig(identities=2, views=2, lights=2, size=32, seed=3,
-                               extra={"shared_views": True}))
+    data = _shared_views_data(tmp_path)
     cfg = _cfg(setup, tmp_path, "appearance", data=[str(data)], cross_identity=1.0)
     stage = Stage(cfg, "cpu")
     item = stage.dataset[0]

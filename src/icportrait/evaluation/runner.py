@@ -32,7 +32,7 @@ from icportrait.evaluation.methods import (
     run_baseline,
 )
 from icportrait.evaluation.suites import Sample, load_suite
-from icportrait.io import atomic_write_text, save_image
+from icportrait.io import atomic_write_text, load_image, save_image
 
 # Aggregated as the mean over samples where defined; "face_detected" becomes the rate.
 SUMMARY_KEYS = ("face_detected", "id_to_profile", "id_to_truth", "id_to_template", "rank1",
@@ -110,7 +110,8 @@ def run_eval(suite: str, out: Path, methods: list[str], model: Path | None = Non
                     if sample.id not in readings:
                         readings[sample.id] = _input_readings(sample, second)
                     _add_second_judge(scores[method][sample.id], second, readings[sample.id],
-                                      path)
+                                      load_image(path.with_suffix(".png")))
+                    atomic_write_text(path, json.dumps(scores[method][sample.id]) + "\n")
             else:
                 if sample.id not in readings:
                     readings[sample.id] = _input_readings(sample, second)
@@ -146,27 +147,28 @@ def _input_readings(sample: Sample, second=None) -> dict:
            "template": scoring.read_face(sample.template),
            "truth": None if sample.truth is None else scoring.read_face(sample.truth)}
     if second is not None:
-        found = [e for e in (second.embed(p) for p in sample.profile) if e is not None]
         out["sface"] = {
-            "profile": np.mean(found, axis=0) if found else None,
+            "profile": _mean_descriptor([second.embed(p) for p in sample.profile]),
             "template": second.embed(sample.template),
             "truth": None if sample.truth is None else second.embed(sample.truth)}
     return out
 
 
-def _add_second_judge(d: dict, second, readings: dict, path: Path,
-                      image: np.ndarray | None = None) -> None:
-    """The SFace judge's distances of an output (read back from its picture when resumed)."""
-    from icportrait.evaluation import sface
-    from icportrait.io import load_image
+def _mean_descriptor(found: list[np.ndarray | None]) -> np.ndarray | None:
+    found = [e for e in found if e is not None]
+    return np.mean(found, axis=0) if found else None
 
-    emb = second.embed(image if image is not None else load_image(path.with_suffix(".png")))
+
+def _add_second_judge(d: dict, second, readings: dict, image: np.ndarray) -> None:
+    """The SFace judge's distances of an output, added to its scores ``d``."""
+    from icportrait.evaluation import sface
+
+    emb = second.embed(image)
     r = readings["sface"]
     d.update(id_to_profile_sface=sface.distance(emb, r["profile"]),
              id_to_template_sface=sface.distance(emb, r["template"]),
              id_to_truth_sface=sface.distance(emb, r["truth"]),
              embedding_sface=None if emb is None else [round(float(x), 5) for x in emb])
-    atomic_write_text(path, json.dumps(d) + "\n")
 
 
 def _run_one(method: str, sample: Sample, runner: ModelRunner | None, seed: int,
@@ -190,7 +192,7 @@ def _run_one(method: str, sample: Sample, runner: ModelRunner | None, seed: int,
     d["embedding"] = None if face is None else [round(float(x), 5) for x in face.embedding]
     save_image(result.image, path.with_suffix(".png"))
     if second is not None:
-        _add_second_judge(d, second, readings, path, result.image)
+        _add_second_judge(d, second, readings, result.image)
     if result.flow is not None:
         from icportrait.generation.pictures import flow_picture
 
@@ -224,9 +226,9 @@ def _add_rank1(scores: dict, samples: list[Sample], embed, key: str, out: str,
     gallery: dict[str, np.ndarray] = {}
     for s in samples:
         if s.identity not in gallery:
-            found = [e for e in (embed(p) for p in s.profile) if e is not None]
-            if found:
-                gallery[s.identity] = np.mean(found, axis=0)
+            mean = _mean_descriptor([embed(p) for p in s.profile])
+            if mean is not None:
+                gallery[s.identity] = mean
     if len(gallery) < 2:
         return
     names = list(gallery)

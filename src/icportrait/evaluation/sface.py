@@ -78,8 +78,8 @@ class SFace:
     def embed(self, image: np.ndarray) -> np.ndarray | None:
         cv2 = self._cv2
         bgr = np.ascontiguousarray(image[..., ::-1])
-        scale = max(MIN_SIDE / min(bgr.shape[:2]), 1.0)
-        scale = min(scale, MAX_SIDE / max(bgr.shape[:2])) if scale == 1.0 else scale
+        small, large = min(bgr.shape[:2]), max(bgr.shape[:2])
+        scale = MIN_SIDE / small if small < MIN_SIDE else min(1.0, MAX_SIDE / large)
         if scale != 1.0:
             bgr = cv2.resize(bgr, None, fx=scale, fy=scale,
                              interpolation=cv2.INTER_CUBIC if scale > 1 else cv2.INTER_AREA)
