@@ -286,3 +286,35 @@ def test_appearance_trains_on_cross_identity_triplets(setup, tmp_path):
     assert item["template_identity"] != item["identity"]
     assert not torch.equal(item["template"], item["target"])
     assert _run(cfg)["finished"]
+
+
+def test_attention_free_appearance_net_learns_its_teachers_reference_features(setup,
+                                                                             tmp_path):
+    from support.models import trained_like
+
+    teacher = trained_like(ICPortraitPipeline.from_pretrained(setup / "init"))
+    teacher.appearance_net.register_to_config(reference_timestep=0, confidence_gate=True)
+    teacher.save_pretrained(tmp_path / "teacher")
+    cfg = _cfg(setup, tmp_path, "appearance", init=str(tmp_path / "teacher"),
+               attention_free=True, distill=True, steps=30, lr=3e-3, batch_size=4)
+    stage = Stage(cfg, "cpu")
+    batch = collate([stage.dataset[i] for i in range(4)])
+
+    def loss() -> float:
+        with torch.no_grad():
+            return float(stage.module(batch, torch.Generator().manual_seed(0))[0])
+
+    before = loss()
+    assert before > 0
+    Trainer(cfg, stage).run(False)
+    after = loss()
+    assert after < 0.7 * before, (before, after)
+    net = ICPortraitPipeline.from_pretrained(tmp_path / "appearance" / "pipeline").appearance_net
+    assert not net.has_attention
+    assert net.config.reference_timestep == 0 and net.config.confidence_gate  # the teacher's
+    with pytest.raises(ICPortraitError, match="untrained"):
+        Stage(_cfg(setup, tmp_path, "appearance", attention_free=True, distill=True), "cpu")
+    with pytest.raises(ICPortraitError, match="attention-free"):
+        _cfg(setup, tmp_path, "appearance", distill=True).validate()
+    with pytest.raises(ICPortraitError, match="appearance"):
+        _cfg(setup, tmp_path, "matching", attention_free=True).validate()

@@ -204,6 +204,14 @@ def train_appearance(
     teacher_forcing: Annotated[float, typer.Option(
         help="Share of batches trained with the ground-truth flow (template -> profile) "
              "instead of the matching net's.")] = 0.0,
+    attention_free: Annotated[bool, typer.Option(
+        help="Train an attention-free copy of the --matching pipeline's appearance net (a "
+             "third of its compute per portrait).")] = False,
+    distill: Annotated[bool, typer.Option(
+        help="With --attention-free: learn the --matching pipeline's appearance net's F_ref "
+             "residuals on the same canvases and flows, instead of the denoising loss "
+             "(how F_ref is made, --reference-timestep and the gate, is the teacher's).")
+    ] = False,
     mask_ratio: MaskRatio = MASK_RATIO,
     checkpoint_every: CheckpointEvery = 200,
     ema_decay: EmaDecay = None,
@@ -214,7 +222,7 @@ def train_appearance(
               batch_size=batch_size, lr=lr, self_pairs=self_pairs,
               cross_identity=cross_identity, lora_rank=lora_rank,
               reference_timestep=reference_timestep, confidence_gate=confidence_gate,
-              teacher_forcing=teacher_forcing,
+              teacher_forcing=teacher_forcing, attention_free=attention_free, distill=distill,
               mask_ratio=mask_ratio, checkpoint_every=checkpoint_every, ema_decay=ema_decay)
 
 

@@ -188,6 +188,24 @@ class ICControlNet(ModelMixin, ConfigMixin):
         net.to(device=self.device)
         return net if net.dtype == self.dtype else net.to(dtype=self.dtype)
 
+    def attention_free(self) -> ICControlNet:
+        """A copy of this branch without its attention layers: the same convolutions and
+        features at every level (so the same residuals fit the base UNet), about a third of
+        the compute on the tiny spec. Its weights are this branch's, less the attention."""
+        n = len(self.config.down_block_types)
+        net = type(self).from_config(self.config, down_block_types=("DownBlock2D",) * n,
+                                     mid_block_type="UNetMidBlock2D")
+        missing, _ = net.load_state_dict(self.state_dict(), strict=False)
+        if missing:  # every conv of the copy exists in the original
+            raise ValueError(f"attention-free copy lacks weights for {missing[:3]}")
+        net.to(device=self.device)
+        return net if net.dtype == self.dtype else net.to(dtype=self.dtype)
+
+    @property
+    def has_attention(self) -> bool:
+        return any(getattr(b, "has_cross_attention", False) for b in self.down_blocks) or \
+            isinstance(self.mid_block, UNetMidBlock2DCrossAttn)
+
     @classmethod
     def from_unet(cls, unet: UNet2DConditionModel, condition_channels: int | None = None,
                   load_weights: bool = True) -> ICControlNet:

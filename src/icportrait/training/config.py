@@ -70,6 +70,11 @@ class TrainConfig:
     reference_timestep: int | None = None
     confidence_gate: bool = False
     teacher_forcing: float = 0.0
+    # appearance stage: train an attention-free copy of the --init pipeline's appearance net
+    # (a third of its compute); distil: learn that net's F_ref residuals (the teacher's, on
+    # the same canvases and flows) instead of the denoising loss
+    attention_free: bool = False
+    distill: bool = False
     descriptor_dim: int = DESCRIPTOR_DIM  # matching stage: head size, 0 = paper's variant
     match_locality: float = MATCH_LOCALITY  # the descriptor's displacement prior (std / width)
     correspondence_loss: float = 0.0
@@ -121,6 +126,15 @@ class TrainConfig:
         if self.reference_timestep is not None and not 0 <= self.reference_timestep < 1000:
             raise ICPortraitError(f"--reference-timestep must be in [0, 999], got "
                                   f"{self.reference_timestep}")
+        if (self.attention_free or self.distill) and self.stage != "appearance":
+            raise ICPortraitError("--attention-free and --distill train the appearance net: "
+                                  "use them with `train appearance`")
+        if self.distill and not self.attention_free:
+            raise ICPortraitError("--distill trains a smaller copy of the teacher: add "
+                                  "--attention-free")
+        if self.distill and self.lora_rank:
+            raise ICPortraitError("--distill learns the teacher's F_ref, not the portrait: "
+                                  "there is nothing for --lora-rank to learn")
         if self.stage == "matching" and self.cross_identity and not self.descriptor_dim:
             raise ICPortraitError("--cross-identity trains descriptor nets only: the paper's "
                                   "variant (--descriptor-dim 0) learns from denoising the truth")

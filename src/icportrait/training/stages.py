@@ -278,10 +278,25 @@ class MatchingModule(StageModule):
 class AppearanceModule(StageModule):
     def __init__(self, cfg, frozen):
         super().__init__(cfg, frozen)
-        self.net: ICControlNet = frozen.pipe.appearance_net.requires_grad_(True).train()
+        start = frozen.pipe.appearance_net
+        net = start.attention_free() if cfg.attention_free else start
+        if cfg.distill:
+            # The student makes F_ref as its teacher does (the init pipeline's own net).
+            if all(not c.weight.any() for c in [*start.zero_convs, start.zero_mid]):
+                raise ICPortraitError("--distill: the --matching pipeline's appearance net is "
+                                      "untrained (its residuals are zero); train it first")
+            # frozen with the pipeline, and not a submodule (so not checkpointed)
+            object.__setattr__(self, "teacher", start)
+            wanted = start.config.reference_timestep
+            if cfg.reference_timestep is not None and cfg.reference_timestep != wanted:
+                raise ICPortraitError(f"--distill: the teacher reads timestep {wanted}, not "
+                                      f"--reference-timestep {cfg.reference_timestep}")
+            ref_t, gate = wanted, bool(start.config.confidence_gate)
+        else:
+            ref_t, gate = cfg.reference_timestep, cfg.confidence_gate
+        self.net: ICControlNet = net.requires_grad_(True).train()
         # how F_ref is made is trained in, and saved in the net's config for sampling
-        self.net.register_to_config(reference_timestep=cfg.reference_timestep,
-                                    confidence_gate=cfg.confidence_gate)
+        self.net.register_to_config(reference_timestep=ref_t, confidence_gate=gate)
         if cfg.lora_rank:
             self.lora = add_lora(frozen.pipe.unet, cfg.lora_rank)
 
@@ -291,7 +306,8 @@ class AppearanceModule(StageModule):
         tmpl = self._template_latents(batch, t)
         cond = self._condition(p, tmpl, gen)
         text = pipe.encode_prompt(None, p.shape[0])
-        forced = self.cfg.teacher_forcing > 0 and \
+        # (held-out batches carry no ground-truth flow: validation uses the matching net's)
+        forced = self.cfg.teacher_forcing > 0 and "flow" in batch and \
             float(torch.rand((), generator=gen)) < self.cfg.teacher_forcing
         if forced:  # the ground-truth flow: the appearance net must learn to use the warp
             flow, valid = (batch["template_flow"], batch["template_valid"]) \
@@ -305,12 +321,27 @@ class AppearanceModule(StageModule):
                                       self._match_noise(mcond, gen))
         noisy, target, ts = self._noise(stitch(p, t), gen)
         ref_t = self.net.config.reference_timestep
-        control = self.net(cond.control_input(cond.latents), torch.full_like(ts, ref_t), text) \
-            if ref_t is not None else self.net(cond.control_input(noisy), ts, text)
-        feats = reference_features(control, flows,
-                                   confidence_gate=self.net.config.confidence_gate)
+        control, ct = (cond.control_input(cond.latents), torch.full_like(ts, ref_t)) \
+            if ref_t is not None else (cond.control_input(noisy), ts)
+        gate = self.net.config.confidence_gate
+        feats = reference_features(self.net(control, ct, text), flows, confidence_gate=gate)
+        if self.cfg.distill:
+            loss = self._distill_loss(control, ct, text, flows, feats)
+            return loss, {"teacher_forced": float(forced), "distill": loss.item()}
         loss = self._target_loss(noisy, ts, text, self.net, feats, target)
         return loss, {"teacher_forced": float(forced)}
+
+    def _distill_loss(self, control, ct, text, flows, feats) -> torch.Tensor:
+        """The student's F_ref residuals against the teacher's, each level's squared error
+        relative to the teacher's mean square there (so deep, small maps count as much)."""
+        with torch.no_grad():
+            teacher = self.teacher.residuals(reference_features(
+                self.teacher(control, ct, text), flows,
+                confidence_gate=self.net.config.confidence_gate))
+        student = self.net.residuals(feats)
+        pairs = [*zip(student[0], teacher[0], strict=True), (student[1], teacher[1])]
+        return torch.stack([F.mse_loss(s.float(), t.float()) / t.float().pow(2).mean()
+                            .clamp_min(1e-8) for s, t in pairs]).mean()
 
     def export(self, path: Path) -> Path:
         if self.cfg.lora_rank:

@@ -97,7 +97,7 @@ def validate_stage(stage, module, folder: Path, step: int, n: int = 8) -> dict:
         return matching_pck(pipe, module.net, items, stage.cfg.match_timestep,
                             mask_ratio=stage.cfg.mask_ratio)
     if kind == "base":
-        return {"val_loss": round(_val_denoise_loss(module, items), 5)}
+        return {"val_loss": round(_val_loss(module, items), 5)}
     # appearance: generate each target from its profile and compare with the ground truth
     app, pipe.appearance_net = pipe.appearance_net, module.net
     try:
@@ -114,7 +114,10 @@ def validate_stage(stage, module, folder: Path, step: int, n: int = 8) -> dict:
     gt = torch.stack([it["target"] for it in items])
     save_image(_grid([torch.stack([it["profile"] for it in items]), gt, gen]),
                folder / f"step-{step:06d}.png")
-    return {"psnr": round(mean_psnr(gen, gt), 3)}
+    out = {"psnr": round(mean_psnr(gen, gt), 3)}
+    if stage.cfg.distill:  # how near the teacher's F_ref the student's is, held out
+        out["val_distill"] = round(_val_loss(module, items), 5)
+    return out
 
 
 @torch.no_grad()
@@ -133,8 +136,8 @@ def _validate_vae(sets: dict, module, folder: Path, step: int, n: int) -> dict:
     return metrics
 
 
-def _val_denoise_loss(module, items: list[dict]) -> float:
-    """Denoising loss on held-out canvases at fixed timesteps and noise."""
+def _val_loss(module, items: list[dict]) -> float:
+    """The stage's loss on held-out canvases at fixed timesteps and noise."""
     g = torch.Generator().manual_seed(0)
     return float(module(collate(items), g)[0])
 
