@@ -190,6 +190,9 @@ def test_denoising_target_follows_the_schedulers_parameterisation(setup, tmp_pat
     expected = a.sqrt() * noise - (1 - a).sqrt() * x0 if prediction_type == "v_prediction" \
         else noise
     torch.testing.assert_close(target, expected, atol=1e-4, rtol=1e-4)
+    # ... and the clean latents a prediction implies (the warp-start loss reads them)
+    torch.testing.assert_close(stage.module._predicted_clean(noisy, target, t), x0, atol=1e-4,
+                               rtol=1e-4)
     # A model of either kind trains, exports its kind, and samples.
     result = _run(_cfg(setup, tmp_path, "base", init=str(tmp_path / "init")))
     assert result["finished"]
@@ -318,3 +321,25 @@ def test_attention_free_appearance_net_learns_its_teachers_reference_features(se
         _cfg(setup, tmp_path, "appearance", distill=True).validate()
     with pytest.raises(ICPortraitError, match="appearance"):
         _cfg(setup, tmp_path, "matching", attention_free=True).validate()
+
+
+def test_warp_start_noises_the_start_and_scores_against_the_truth(setup, tmp_path):
+    cfg = _cfg(setup, tmp_path, "appearance", warp_start=True, reference_timestep=0)
+    stage = Stage(cfg, "cpu")
+    module, sched = stage.module, stage.module.frozen.train_scheduler
+    g = torch.Generator().manual_seed(0)
+    x0 = torch.randn(3, 4, 8, 16, generator=g)
+    start = torch.randn(3, 4, 8, 16, generator=g)
+    noisy, target, t = module._noise(x0, g, start)
+    # the noise is the start's, the regression target the truth's
+    noise = (noisy - sched.alphas_cumprod[t].sqrt().view(-1, 1, 1, 1) * start) / \
+        (1 - sched.alphas_cumprod[t]).sqrt().view(-1, 1, 1, 1)
+    v = sched.config.prediction_type == "v_prediction"
+    assert torch.allclose(target, sched.get_velocity(x0, noise, t) if v else noise, atol=1e-4)
+    item = collate([stage.dataset[0], stage.dataset[1]])
+    loss, _ = module(item, torch.Generator().manual_seed(0))
+    assert torch.isfinite(loss)
+    assert _run(cfg)["finished"]
+    with pytest.raises(ICPortraitError, match="choose one"):
+        _cfg(setup, tmp_path, "appearance", warp_start=True, distill=True,
+             attention_free=True).validate()

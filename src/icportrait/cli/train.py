@@ -212,6 +212,10 @@ def train_appearance(
              "residuals on the same canvases and flows, instead of the denoising loss "
              "(how F_ref is made, --reference-timestep and the gate, is the teacher's).")
     ] = False,
+    warp_start: Annotated[bool, typer.Option(
+        help="Noise the target from the warp start (the profile pulled along the flow and "
+             "relit), as warp-initialised sampling does, and score the predicted clean "
+             "target against the truth, instead of denoising the truth.")] = False,
     mask_ratio: MaskRatio = MASK_RATIO,
     checkpoint_every: CheckpointEvery = 200,
     ema_decay: EmaDecay = None,
@@ -223,6 +227,7 @@ def train_appearance(
               cross_identity=cross_identity, lora_rank=lora_rank,
               reference_timestep=reference_timestep, confidence_gate=confidence_gate,
               teacher_forcing=teacher_forcing, attention_free=attention_free, distill=distill,
+              warp_start=warp_start,
               mask_ratio=mask_ratio, checkpoint_every=checkpoint_every, ema_decay=ema_decay)
 
 

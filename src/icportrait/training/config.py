@@ -75,6 +75,11 @@ class TrainConfig:
     # the same canvases and flows) instead of the denoising loss
     attention_free: bool = False
     distill: bool = False
+    # appearance stage: noise the target half from the warp start (the profile pulled along
+    # the flow, relit with the template's light) instead of the truth, as warp-initialised
+    # sampling does, and score the predicted clean target against the truth: F_ref must
+    # correct what the warp got wrong
+    warp_start: bool = False
     descriptor_dim: int = DESCRIPTOR_DIM  # matching stage: head size, 0 = paper's variant
     match_locality: float = MATCH_LOCALITY  # the descriptor's displacement prior (std / width)
     correspondence_loss: float = 0.0
@@ -126,9 +131,13 @@ class TrainConfig:
         if self.reference_timestep is not None and not 0 <= self.reference_timestep < 1000:
             raise ICPortraitError(f"--reference-timestep must be in [0, 999], got "
                                   f"{self.reference_timestep}")
-        if (self.attention_free or self.distill) and self.stage != "appearance":
-            raise ICPortraitError("--attention-free and --distill train the appearance net: "
-                                  "use them with `train appearance`")
+        if (self.attention_free or self.distill or self.warp_start) and \
+                self.stage != "appearance":
+            raise ICPortraitError("--attention-free, --distill and --warp-start train the "
+                                  "appearance net: use them with `train appearance`")
+        if self.distill and self.warp_start:
+            raise ICPortraitError("--distill learns the teacher's F_ref, --warp-start the "
+                                  "portrait: choose one")
         if self.distill and not self.attention_free:
             raise ICPortraitError("--distill trains a smaller copy of the teacher: add "
                                   "--attention-free")

@@ -43,6 +43,7 @@ from icportrait.models.reference import (
     matching_condition,
     matching_input,
     reference_features,
+    warp_init,
 )
 from icportrait.pipelines.pipeline_ic_portrait import ICPortraitPipeline
 from icportrait.specs import assemble_pipeline, build_components
@@ -106,9 +107,10 @@ class StageModule(nn.Module):
             return target
         return vae_encode(self.pipe.vae, self._images(batch, "template"))
 
-    def _noise(self, x0: torch.Tensor, gen: torch.Generator):
-        """Noised latents, the UNet's regression target (the noise, or the velocity for a
-        v-prediction model) and the timesteps."""
+    def _noise(self, x0: torch.Tensor, gen: torch.Generator, start: torch.Tensor | None = None):
+        """Noised latents (of ``start`` when given, else of ``x0``), the UNet's regression
+        target for ``x0`` (the noise, or the velocity for a v-prediction model) and the
+        timesteps."""
         sched = self.frozen.train_scheduler
         noise = torch.randn(x0.shape, generator=gen, device=gen.device).to(x0)
         top = min(self.cfg.max_timestep or sched.config.num_train_timesteps,
@@ -116,7 +118,15 @@ class StageModule(nn.Module):
         t = torch.randint(0, top, (x0.shape[0],), generator=gen, device=gen.device).to(x0.device)
         target = sched.get_velocity(x0, noise, t) \
             if sched.config.prediction_type == "v_prediction" else noise
-        return sched.add_noise(x0, noise, t), target, t
+        return sched.add_noise(x0 if start is None else start, noise, t), target, t
+
+    def _predicted_clean(self, noisy: torch.Tensor, pred: torch.Tensor, t: torch.Tensor
+                         ) -> torch.Tensor:
+        """The clean latents the UNet's output ``pred`` at ``noisy``, timesteps ``t``, implies."""
+        a = self.frozen.train_scheduler.alphas_cumprod.to(noisy)[t].view(-1, 1, 1, 1)
+        if self.frozen.train_scheduler.config.prediction_type == "v_prediction":
+            return a.sqrt() * noisy - (1 - a).sqrt() * pred
+        return (noisy - (1 - a).sqrt() * pred) / a.sqrt()
 
     def _condition(self, p: torch.Tensor, t: torch.Tensor, gen: torch.Generator):
         b, _, h, w = t.shape
@@ -319,7 +329,9 @@ class AppearanceModule(StageModule):
                 flows = compute_flows(pipe.matching_net, mcond, text,
                                       pipe.scheduler.alphas_cumprod, self.cfg.match_timestep,
                                       self._match_noise(mcond, gen))
-        noisy, target, ts = self._noise(stitch(p, t), gen)
+        # warp start: the target half noised from where warp-initialised sampling starts it
+        start = stitch(p, warp_init(p, tmpl, flows)) if self.cfg.warp_start else None
+        noisy, target, ts = self._noise(stitch(p, t), gen, start)
         ref_t = self.net.config.reference_timestep
         control, ct = (cond.control_input(cond.latents), torch.full_like(ts, ref_t)) \
             if ref_t is not None else (cond.control_input(noisy), ts)
@@ -328,8 +340,21 @@ class AppearanceModule(StageModule):
         if self.cfg.distill:
             loss = self._distill_loss(control, ct, text, flows, feats)
             return loss, {"teacher_forced": float(forced), "distill": loss.item()}
-        loss = self._target_loss(noisy, ts, text, self.net, feats, target)
+        if self.cfg.warp_start:
+            loss = self._clean_loss(noisy, ts, text, feats, t)
+        else:
+            loss = self._target_loss(noisy, ts, text, self.net, feats, target)
         return loss, {"teacher_forced": float(forced)}
+
+    def _clean_loss(self, noisy, ts, text, feats, truth) -> torch.Tensor:
+        """From a warp start the truth is not the noised latent's own clean value: the loss
+        is on the clean target half the UNet predicts, against the truth."""
+        down, mid = self.net.residuals(feats)
+        pred = self.pipe.unet(noisy, ts, encoder_hidden_states=text,
+                              down_block_additional_residuals=down,
+                              mid_block_additional_residual=mid).sample
+        clean = self._predicted_clean(noisy, pred, ts)
+        return F.mse_loss(split(clean)[1].float(), truth.float())
 
     def _distill_loss(self, control, ct, text, flows, feats) -> torch.Tensor:
         """The student's F_ref residuals against the teacher's, each level's squared error
