@@ -183,3 +183,13 @@ def test_image_only_render_matches_full_render(renderer, head):
         full = renderer.render(head, rot(yaw, 5, 0), SIZE)["rgb"].astype(int)
         image = renderer.render(head, rot(yaw, 5, 0), SIZE, geometry=False)["rgb"].astype(int)
         assert np.abs(full - image).max() <= 2
+
+
+def test_feature_spread_widens_face_shapes():
+    def spacing(spread: float) -> np.ndarray:
+        rng = np.random.default_rng(0)
+        return np.array([sample_head_params(rng, spread).eye_spacing for _ in range(300)])
+
+    narrow, wide = spacing(1.0), spacing(2.0)
+    assert 1.6 < wide.std() / narrow.std() < 2.4
+    assert abs(wide.mean() - narrow.mean()) < 0.004  # about the same average face

@@ -62,6 +62,9 @@ class SynthConfig:
     extra: dict = field(default_factory=dict)
 
     def validate(self) -> None:
+        spread = self.extra.get("feature_spread", 1.0)
+        if not 0 < spread <= 3:
+            raise ICPortraitError(f"--feature-spread must be in (0, 3], got {spread}")
         if self.identities < 1:
             raise ICPortraitError(f"--identities must be at least 1, got {self.identities}")
         if self.views < 1 or self.lights < 1:
@@ -138,7 +141,7 @@ def _identity_mesh(index: int, cfg: SynthConfig, rng: np.random.Generator):
     if cfg.source == "procedural":
         from icportrait.synth.head import build_head, sample_head_params
 
-        params = sample_head_params(rng)
+        params = sample_head_params(rng, float(cfg.extra.get("feature_spread", 1.0)))
         return build_head(params), {"params": dataclasses.asdict(params)}
     from icportrait.faces import detect_faces, face_mesh, select_face
     from icportrait.io import load_image

@@ -145,16 +145,20 @@ _IRIS_COLOURS = [
 ]
 
 
-def sample_head_params(rng: np.random.Generator) -> HeadParams:
+def sample_head_params(rng: np.random.Generator, spread: float = 1.0) -> HeadParams:
     """A random identity. Draws a few latent traits (masculinity, skin tone, age) and derives
-    correlated shape and appearance parameters from them, with independent jitter on top."""
+    correlated shape and appearance parameters from them, with independent jitter on top.
+
+    ``spread`` scales each shape parameter's jitter and its range about the average face:
+    above 1, identities differ more (so that a face recogniser tells them apart)."""
     m = float(rng.uniform())              # masculinity: jaw, brow ridge, facial hair
     tone = float(rng.beta(1.3, 1.3))      # 0 light .. 1 dark
     age = float(rng.uniform())
     n = rng.normal
 
     def jit(mean: float, sd: float, lo: float, hi: float) -> float:
-        return float(np.clip(mean + sd * n(), lo, hi))
+        lo, hi = mean - (mean - lo) * spread, mean + (hi - mean) * spread
+        return float(np.clip(mean + spread * sd * n(), lo, hi))
 
     skin = _mix(_SKIN_LIGHT, _SKIN_MID, min(tone * 2, 1.0)) if tone < 0.5 else \
         _mix(_SKIN_MID, _SKIN_DARK, tone * 2 - 1)
