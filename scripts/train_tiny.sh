@@ -2,12 +2,13 @@
 # Build the tiny spec's model from nothing: data, every training stage, the fp16 release. Each
 # step resumes where it stopped, so rerun the script after an interruption.
 #
-# This is the recipe of the embedded model v2 (weights/tiny/RECIPE.md has the runs: which
+# This is the recipe of the embedded model v2.1 (weights/tiny/RECIPE.md has the runs: which
 # commit made which part, wall times and numbers): v1 (a patch autoencoder, a v-prediction base
 # fine-tuned on low noise levels, a descriptor matching net and an appearance net, released
 # for warp-initialised sampling at strength 0.2, docs/sampling.md), then v2's matching net
-# fine-tuned across identities and appearance net fine-tuned to compute F_ref once per image.
-# About 3 h of training on 2 CPU cores, plus 20 min of data.
+# fine-tuned across identities and appearance net fine-tuned to compute F_ref once per image,
+# then v2.1's attention-free appearance net distilled from v2's.
+# About 3.5 h of training on 2 CPU cores, plus 20 min of data.
 #
 #   scripts/train_tiny.sh [RUN_DIR] [APPEARANCE_STEPS] [BASE_STEPS] [MATCHING_STEPS]
 set -euo pipefail
@@ -108,5 +109,19 @@ fi
         --lr 1e-4 --max-timestep $LOW_NOISE --reference-timestep 0 --confidence-gate \
         --teacher-forcing 0.25 --checkpoint-every 100 --validate-every 400 \
         --ema-decay 0.998 --resume
-$ICP train release --pipeline "$RUN/appearance-x/pipeline" --out weights/tiny \
-    --strength 0.2 --match-locality 0.02
+# v2's release: one denoising step of 20 (strength 0.05, chosen on the folder suite).
+[ -f "$RUN/v2/model_index.json" ] || $ICP train release \
+    --pipeline "$RUN/appearance-x/pipeline" --out "$RUN/v2" --strength 0.05 \
+    --match-locality 0.02
+
+# v2.1: v2's appearance net distilled into an attention-free copy (a third of its compute),
+# which learns v2's F_ref residuals on the same canvases and flows.
+[ -f "$RUN/appearance-lite/pipeline/model_index.json" ] || \
+    $ICP train appearance --data "$DATA/train-shared" "$DATA/lift" "$DATA/photos" \
+        --photo-pairs 10000 --val-data "$DATA/val" --matching "$RUN/v2" \
+        --output-dir "$RUN/appearance-lite" --attention-free --distill --cross-identity 0.75 \
+        --teacher-forcing 0.25 --steps 1500 --batch-size 8 --lr 3e-4 \
+        --max-timestep $LOW_NOISE --checkpoint-every 100 --validate-every 500 \
+        --ema-decay 0.998 --resume
+$ICP train release --pipeline "$RUN/appearance-lite/pipeline" --out weights/tiny \
+    --strength 0.05 --match-locality 0.02
