@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from icportrait.faces.correspondence import mesh_flow
+from icportrait.faces.correspondence import mesh_correspondence, mesh_flow
 from icportrait.models.matching import identity_flow
 
 
@@ -20,6 +20,8 @@ def test_same_mesh_is_no_motion_and_a_shift_moves_only_inside():
     shifted = mesh_flow(m, m + np.array([8.0, -4.0, 0.0]), (32, 32), 128) - ident
     moved = np.abs(shifted).sum(0) > 1e-4
     assert 0.3 < moved.mean() < 1.0  # inside the hull only; "no motion" outside
+    _, inside = mesh_correspondence(m, m + np.array([8.0, -4.0, 0.0]), (32, 32), 128)
+    np.testing.assert_array_equal(inside, moved)  # what it says is inside is what moved
     np.testing.assert_allclose(shifted[0][moved], 2.0, atol=1e-4)   # 8 px = 2 cells
     np.testing.assert_allclose(shifted[1][moved], -1.0, atol=1e-4)
 

@@ -132,9 +132,7 @@ class PhotoPairs(Dataset):
         if f is None or rng.random() >= self.cross_person:
             return {"template": item["target"], "template_identity": item["identity"],
                     "template_flow": item["flow"], "template_valid": item["valid"]}
-        from scipy.spatial import Delaunay
-
-        from icportrait.faces.correspondence import mesh_flow
+        from icportrait.faces.correspondence import mesh_correspondence
 
         g = int((f + rng.integers(1, len(crops.faces))) % len(crops.faces))
         k, five = crops.faces[g]
@@ -142,10 +140,9 @@ class PhotoPairs(Dataset):
         template = colour_jitter(warp_photo(crops.photo(k), m_t[:2], s), rng)
         mesh_t = _moved(self._mesh(g)[0], m_t)[:, :2]
         mesh_p = _moved(self._mesh(f)[0], m_p)[:, :2]
-        flow = mesh_flow(mesh_t, mesh_p, (s, s), s)  # full resolution: cells are pixels
-        ys, xs = np.mgrid[0:s, 0:s]
-        inside = Delaunay(mesh_t).find_simplex(np.stack([xs.ravel(), ys.ravel()], 1)) >= 0
-        valid = inside.reshape(s, s) & ((flow >= 0) & (flow <= s - 1)).all(0)
+        # full resolution: cells are pixels
+        flow, inside = mesh_correspondence(mesh_t, mesh_p, (s, s), s)
+        valid = inside & ((flow >= 0) & (flow <= s - 1)).all(0)
         return {"template": torch.from_numpy(np.ascontiguousarray(template)).permute(2, 0, 1)
                 .float() / 255.0, "template_identity": k,
                 "template_flow": torch.from_numpy(flow), "template_valid": torch.from_numpy(valid)}

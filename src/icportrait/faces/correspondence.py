@@ -16,6 +16,14 @@ def mesh_flow(target_mesh: np.ndarray, source_mesh: np.ndarray, grid: tuple[int,
     """Flow target -> source ``(2, h, w)`` float32 on a ``grid`` of cells of an
     ``image_size`` px square crop, in source cells (the :mod:`icportrait.models.matching`
     convention), from meshes ``(N, >= 2)`` in crop pixels of the same N points."""
+    return mesh_correspondence(target_mesh, source_mesh, grid, image_size)[0]
+
+
+def mesh_correspondence(target_mesh: np.ndarray, source_mesh: np.ndarray,
+                        grid: tuple[int, int], image_size: int
+                        ) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`mesh_flow`, and where it is the meshes' map: the cells ``(h, w)`` inside the
+    target mesh's triangulation (elsewhere the flow is "no motion")."""
     h, w = grid
     if target_mesh.shape[0] != source_mesh.shape[0]:
         raise ValueError("the two meshes must list the same points")
@@ -33,4 +41,4 @@ def mesh_flow(target_mesh: np.ndarray, source_mesh: np.ndarray, grid: tuple[int,
     bary = np.concatenate([b, 1 - b.sum(1, keepdims=True)], 1)
     mapped[inside] = np.einsum("ni,nij->nj", bary, src[tri.simplices[simplex[inside]]])
     cells = np.stack([(mapped[:, 0] + 0.5) / sx - 0.5, (mapped[:, 1] + 0.5) / sy - 0.5])
-    return cells.reshape(2, h, w).astype(np.float32)
+    return cells.reshape(2, h, w).astype(np.float32), inside.reshape(h, w)
