@@ -8,9 +8,11 @@ identities, after 0 (the pretrained base's own encoder features, zero-shot), 25,
 200, 400 and 1000 training steps, for the descriptor net (the default design: a hypercolumn
 head, dual-softmax loss, locality prior) and for the paper's variant (raw features, denoising
 loss only, and with the optional correspondence loss); the "no motion" flow is the baseline
-line. With ``--cross-identity P`` the descriptor run trains as v2 does (a share P of pairs
-across two identities) and is also scored on pairs of two held-out identities. Writes
-``results.json``, ``curve.csv`` and ``curve.png``. Resumable: finished runs are reused.
+line. The nets start from the ``--base`` pipeline's UNet encoder (its own control nets, if
+any, are replaced). With ``--cross-identity P`` the descriptor run trains as v2 does (a share
+P of pairs across two identities) and is also scored on pairs of two held-out identities.
+Writes ``results.json``, ``curve.csv`` and ``curve.png``. Resumable: finished runs are
+reused.
 """
 
 from __future__ import annotations
@@ -38,6 +40,22 @@ def evaluate(pipe: ICPortraitPipeline, net, items: list[dict]) -> dict:
     cached = matching_pck(pipe, net, items)
     first = matching_pck(pipe, net, items, source="first_step")
     return {**cached, "pck_first_step": first["pck"]}
+
+
+def fresh_base(base: str, out: Path) -> str:
+    """``base`` with both control nets made anew from its UNet's encoder, saved under ``out``:
+    the curve starts from the pretrained base, whatever control nets ``base`` carries."""
+    folder = out / "base"
+    if not (folder / "model_index.json").is_file():
+        from icportrait.models.control_net import ICControlNet
+
+        pipe = ICPortraitPipeline.from_pretrained(base)
+        base_in = pipe.unet.config.in_channels
+        for name in ("matching_net", "appearance_net"):
+            extra = getattr(pipe, name).config.in_channels - base_in
+            setattr(pipe, name, ICControlNet.from_unet(pipe.unet, condition_channels=extra))
+        pipe.save_pretrained(folder)
+    return str(folder)
 
 
 def main() -> None:
@@ -76,8 +94,9 @@ def main() -> None:
     for name in args.runs.split(","):
         run_dir = out / name
         cfg = TrainConfig(stage="matching", output_dir=str(run_dir), data=[args.data],
-                          init=args.base, steps=steps[-1], batch_size=args.batch_size,
-                          lr=args.lr, checkpoint_every=min(s for s in steps if s > 0),
+                          init=fresh_base(args.base, out), steps=steps[-1],
+                          batch_size=args.batch_size, lr=args.lr,
+                          checkpoint_every=min(s for s in steps if s > 0),
                           keep_checkpoints=len(steps), **runs[name])
         curve = []
         for target in steps:
