@@ -47,14 +47,12 @@ def fresh_base(base: str, out: Path) -> str:
     the curve starts from the pretrained base, whatever control nets ``base`` carries."""
     folder = out / "base"
     if not (folder / "model_index.json").is_file():
-        from icportrait.models.control_net import ICControlNet
+        from icportrait.specs import assemble_pipeline
 
-        pipe = ICPortraitPipeline.from_pretrained(base)
-        base_in = pipe.unet.config.in_channels
-        for name in ("matching_net", "appearance_net"):
-            extra = getattr(pipe, name).config.in_channels - base_in
-            setattr(pipe, name, ICControlNet.from_unet(pipe.unet, condition_channels=extra))
-        pipe.save_pretrained(folder)
+        p = ICPortraitPipeline.from_pretrained(base)
+        assemble_pipeline(p.vae, p.unet, p.scheduler, p.null_embedding, p.text_encoder,
+                          p.tokenizer, default_strength=p.config.default_strength
+                          ).save_pretrained(folder)
     return str(folder)
 
 

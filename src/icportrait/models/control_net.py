@@ -40,6 +40,12 @@ def _zero_conv(channels: int) -> nn.Conv2d:
     return conv
 
 
+def _placed_like(net: nn.Module, model) -> nn.Module:
+    """``net`` on ``model``'s device and in its dtype."""
+    net.to(device=model.device)
+    return net if net.dtype == model.dtype else net.to(dtype=model.dtype)
+
+
 @dataclass
 class ControlFeatures:
     """Multi-level features of a control branch, before the zero convolutions."""
@@ -185,8 +191,7 @@ class ICControlNet(ModelMixin, ConfigMixin):
         encoder = {k: v for k, v in self.state_dict().items()
                    if not k.startswith("descriptor_head.")}
         net.load_state_dict(encoder, strict=False)
-        net.to(device=self.device)
-        return net if net.dtype == self.dtype else net.to(dtype=self.dtype)
+        return _placed_like(net, self)
 
     def attention_free(self) -> ICControlNet:
         """A copy of this branch without its attention layers: the same convolutions and
@@ -198,8 +203,7 @@ class ICControlNet(ModelMixin, ConfigMixin):
         missing, _ = net.load_state_dict(self.state_dict(), strict=False)
         if missing:  # every conv of the copy exists in the original
             raise ValueError(f"attention-free copy lacks weights for {missing[:3]}")
-        net.to(device=self.device)
-        return net if net.dtype == self.dtype else net.to(dtype=self.dtype)
+        return _placed_like(net, self)
 
     @property
     def has_attention(self) -> bool:
@@ -247,8 +251,7 @@ class ICControlNet(ModelMixin, ConfigMixin):
             raise ValueError("per-block layers_per_block is not supported")
         if load_weights:
             net.load_encoder_from(unet)
-        net.to(device=unet.device)
-        return net if net.dtype == unet.dtype else net.to(dtype=unet.dtype)
+        return _placed_like(net, unet)
 
     @torch.no_grad()
     def load_encoder_from(self, unet: UNet2DConditionModel) -> None:

@@ -139,13 +139,17 @@ class StageModule(nn.Module):
     def _match_noise(self, cond, gen: torch.Generator) -> torch.Tensor:
         return torch.randn(cond.latents.shape, generator=gen, device=gen.device)
 
+    def _guided_unet(self, noisy, ts, text, net: ICControlNet, feats) -> torch.Tensor:
+        """The frozen base UNet's output with ``feats`` entering as ``net``'s residuals."""
+        down, mid = net.residuals(feats)
+        return self.pipe.unet(noisy, ts, encoder_hidden_states=text,
+                              down_block_additional_residuals=down,
+                              mid_block_additional_residual=mid).sample
+
     def _target_loss(self, noisy, ts, text, net: ICControlNet, feats, target) -> torch.Tensor:
         """Denoising loss on the target half, with ``feats`` entering the frozen base UNet
         as ``net``'s ControlNet residuals (the profile half is known at inference)."""
-        down, mid = net.residuals(feats)
-        pred = self.pipe.unet(noisy, ts, encoder_hidden_states=text,
-                              down_block_additional_residuals=down,
-                              mid_block_additional_residual=mid).sample
+        pred = self._guided_unet(noisy, ts, text, net, feats)
         return F.mse_loss(split(pred)[1].float(), split(target)[1].float())
 
     @property
@@ -273,9 +277,7 @@ class MatchingModule(StageModule):
                                 self.cfg.match_timestep, self._match_noise(cond, gen))
         text = self.pipe.encode_prompt(None, p.shape[0])
         cfg = self.net.config
-        # template -> profile: across two identities in cross-identity pairs
-        flow, valid = (batch["template_flow"], batch["template_valid"]) \
-            if "template_flow" in batch else (batch["flow"], batch["valid"])
+        flow, valid = _template_flow(batch)
         loss = descriptor_loss(self.net.descriptors(self.net(ci, tm, text)),
                                flow.to(p.device), valid.to(p.device),
                                cfg.match_temperature, cfg.match_locality)
@@ -320,8 +322,7 @@ class AppearanceModule(StageModule):
         forced = self.cfg.teacher_forcing > 0 and "flow" in batch and \
             float(torch.rand((), generator=gen)) < self.cfg.teacher_forcing
         if forced:  # the ground-truth flow: the appearance net must learn to use the warp
-            flow, valid = (batch["template_flow"], batch["template_valid"]) \
-                if "template_flow" in batch else (batch["flow"], batch["valid"])
+            flow, valid = _template_flow(batch)
             flows = pixel_flows(flow.to(p.device), valid.to(p.device), p.shape[-1])
         else:
             with torch.no_grad():  # the matching net is frozen: flows as at inference
@@ -349,11 +350,8 @@ class AppearanceModule(StageModule):
     def _clean_loss(self, noisy, ts, text, feats, truth) -> torch.Tensor:
         """From a warp start the truth is not the noised latent's own clean value: the loss
         is on the clean target half the UNet predicts, against the truth."""
-        down, mid = self.net.residuals(feats)
-        pred = self.pipe.unet(noisy, ts, encoder_hidden_states=text,
-                              down_block_additional_residuals=down,
-                              mid_block_additional_residual=mid).sample
-        clean = self._predicted_clean(noisy, pred, ts)
+        clean = self._predicted_clean(noisy, self._guided_unet(noisy, ts, text, self.net, feats),
+                                      ts)
         return F.mse_loss(split(clean)[1].float(), truth.float())
 
     def _distill_loss(self, control, ct, text, flows, feats) -> torch.Tensor:
@@ -372,6 +370,14 @@ class AppearanceModule(StageModule):
         if self.cfg.lora_rank:
             return self._save(path, appearance_net=self.net, unet=merged_unet(self.pipe.unet))
         return self._save(path, appearance_net=self.net)
+
+
+def _template_flow(batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ground-truth flow template -> profile and where it is known: across two
+    identities in cross-identity pairs, else the truth's own."""
+    if "template_flow" in batch:
+        return batch["template_flow"], batch["template_valid"]
+    return batch["flow"], batch["valid"]
 
 
 def _sample_images(dataset, n: int, seed: int) -> torch.Tensor:
