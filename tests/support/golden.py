@@ -18,6 +18,8 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
+
 GOLDEN = Path(__file__).resolve().parents[1] / "weights" / "golden.json"
 FLOW_ATOL = 1e-4  # cells; a changed match moves a flow by a sizeable fraction of a cell
 
@@ -26,9 +28,7 @@ def encode_flow(flow) -> str:
     return base64.b64encode(flow.numpy().astype("<f4").tobytes()).decode()
 
 
-def decode_flow(text: str, shape) -> "np.ndarray":
-    import numpy as np
-
+def decode_flow(text: str, shape) -> np.ndarray:
     return np.frombuffer(base64.b64decode(text), dtype="<f4").reshape(shape)
 
 
