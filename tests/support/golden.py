@@ -1,4 +1,4 @@
-"""The embedded model's reference outputs: fixed inputs, seeds and settings, hashed.
+"""The embedded model's reference outputs: fixed inputs, seeds and settings; what they gave.
 
 ``tests/weights/golden.json`` holds the SHA-256 of the shipped weights and of each case's
 portrait (uint8 pixels), and each case's flow (float32, base64). A refactoring must leave the
@@ -40,7 +40,7 @@ def weights_digest(folder: Path) -> str:
     return h.hexdigest()
 
 
-def outputs() -> dict[str, dict[str, str]]:
+def outputs() -> dict[str, dict]:
     """Each case through ``generate_portrait`` (what ``icportrait generate`` runs)."""
     import torch
 
