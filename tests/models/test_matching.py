@@ -157,3 +157,17 @@ def test_displacement_prior_rows_and_scale():
     assert torch.equal(full[5:9], displacement_prior((4, 4), (8, 8), 1.0, rows=slice(5, 9)))
     # Target cell (0, 0) of a 4 x 4 grid sits at (0.5, 0.5) of the 8 x 8 source grid.
     assert torch.allclose(full[0].reshape(8, 8)[:2, :2], torch.full((2, 2), -0.25))
+
+
+def test_resize_flow_bilinear_interpolates_the_displacement():
+    # a flow whose displacement grows left to right: nearest repeats it in blocks of one
+    # cell, bilinear moves smoothly between the cells' values
+    flow = identity_flow(1, 4, 4)
+    flow[:, 0] += torch.arange(4.0).view(1, 1, 4)
+    near = resize_flow(flow, (8, 8)) - identity_flow(1, 8, 8)
+    smooth = resize_flow(flow, (8, 8), mode="bilinear") - identity_flow(1, 8, 8)
+    assert torch.equal(near[0, 0, 0], torch.tensor([0.0, 0, 2, 2, 4, 4, 6, 6]))
+    assert torch.allclose(smooth[0, 0, 0], torch.tensor([0.0, 0.5, 1.5, 2.5, 3.5, 4.5, 5.5, 6]))
+    assert torch.equal(smooth[0, 1], torch.zeros(8, 8))
+    assert torch.equal(resize_flow(identity_flow(1, 4, 4), (8, 8), mode="bilinear"),
+                       identity_flow(1, 8, 8))

@@ -10,8 +10,10 @@ from icportrait.models.matching import Match, identity_flow
 from icportrait.models.reference import (
     blur,
     flow_for,
+    masked_blur,
     match_features,
     reference_features,
+    smooth_flow_at,
     warp_init,
 )
 
@@ -89,5 +91,47 @@ def test_warp_init_moves_the_profile_and_takes_the_templates_light():
     region[..., 4:12, 4:12] = 1
     masked = warp_init(profile, template, flows, region=region)
     assert torch.equal(masked[..., 0, 0], template[..., 0, 0])
-    assert torch.equal(masked[..., 8, 8], start[..., 8, 8])
+    relit = moved - masked_blur(moved, region, 1.6) + masked_blur(template, region, 1.6)
+    assert torch.allclose(masked[..., 8, 8], relit[..., 8, 8], atol=1e-5)
     assert warp_init(profile, template, None) is template
+
+
+def test_smooth_flow_at_moves_a_finer_grid_smoothly():
+    shift = identity_flow(1, 8, 8)
+    shift[:, 0] += 1.0                       # one cell to the right everywhere
+    score = torch.zeros(1, 8, 8)
+    score[..., 4:] = 1
+    flows = {(8, 8): Match(shift, score, torch.ones(1, 8, 8).long())}
+    m = smooth_flow_at(flows, (32, 32))
+    # one cell of 8 is 4 pixels of 32; the reference index is kept, the score interpolated
+    assert torch.allclose(m.flow - identity_flow(1, 32, 32),
+                          torch.tensor([4.0, 0.0]).view(1, 2, 1, 1).expand(1, 2, 32, 32))
+    assert torch.equal(m.ref, torch.ones(1, 32, 32).long())
+    assert m.score[0, 0, 0] == 0 and m.score[0, 0, -1] == 1 and 0 < m.score[0, 0, 16] < 1
+
+
+def test_masked_blur_ignores_what_lies_outside_the_region():
+    x = torch.full((1, 3, 16, 16), 0.2)
+    x[..., :, 8:] = 5.0                      # a bright background right of the face
+    region = torch.zeros(1, 1, 16, 16)
+    region[..., :, :8] = 1
+    inside = masked_blur(x, region, 3.0)[..., :, :8]
+    assert torch.allclose(inside, torch.full_like(inside, 0.2), atol=1e-5)
+    assert blur(x, 3.0)[..., :, 7].mean() > 1.0   # a plain blur bleeds it in
+
+
+def test_warp_init_with_a_region_takes_light_from_the_faces_only():
+    # profile face dark on a green background, template face bright on a grey one: the face
+    # gets the template face's tone, not an average with either background
+    profile = torch.zeros(1, 3, 16, 16)
+    profile[:, 1] = 1.0
+    profile[..., 4:12, 4:12] = -0.5
+    template = torch.zeros(1, 3, 16, 16)
+    template[..., 4:12, 4:12] = 0.6
+    region = torch.zeros(1, 1, 16, 16)
+    region[..., 4:12, 4:12] = 1
+    flows = {(16, 16): Match(identity_flow(1, 16, 16), torch.ones(1, 16, 16),
+                             torch.zeros(1, 16, 16).long())}
+    out = warp_init(profile, template, flows, region=region)
+    assert torch.allclose(out[..., 4:12, 4:12], torch.full((1, 3, 8, 8), 0.6), atol=1e-4)
+    assert torch.equal(out[..., 0, 0], template[..., 0, 0])

@@ -241,13 +241,18 @@ def train_release(
         help="The shipped model's default strength (default: as trained).")] = None,
     match_locality: Annotated[float | None, typer.Option(
         help="The shipped matching net's displacement prior (default: as trained).")] = None,
+    flow_source: Annotated[str | None, typer.Option(
+        help="The shipped model's flow source: net or mesh (default: as trained).")] = None,
+    warp_space: Annotated[str | None, typer.Option(
+        help="Where the shipped model warps: latent or image (default: as trained).")] = None,
     as_json: AsJson = False,
 ) -> None:
     """Package a trained pipeline for shipping: fp16 safetensors, outputs checked vs fp32."""
     from icportrait.training.release import release
 
     summary = release(pipeline, out, fp16=fp16, strength=strength,
-                      match_locality=match_locality)
+                      match_locality=match_locality, flow_source=flow_source,
+                      warp_space=warp_space)
     print(json.dumps(summary, indent=2) if as_json else
           f"wrote {out}: {summary['size_mb']} MB ({summary['dtype']}); outputs vs fp32 "
           f"{summary.get('psnr_vs_fp32_db')} dB PSNR")

@@ -5,10 +5,13 @@ template's frame (synthetic: the render itself; real photos: the template photo,
 pasted back) and, for IC-Portrait, the matching flow.
 
 - ``icportrait``: the model with its defaults (all profile references, the default
-  mask ratio, cached flow).
+  mask ratio, cached flow, its own flow source and warp space).
 - Ablations: ``icportrait:no-warp`` (F_ref without the warped profile term),
   ``icportrait:zero-shot`` (the matching net replaced by the base UNet's own encoder, i.e.
-  untrained matching), ``icportrait:mask-0.5`` / ``icportrait:mask-0.95`` (mask ratio),
+  untrained matching), ``icportrait:net-flow`` / ``icportrait:mesh-flow`` (flows from the
+  matching net / from the two faces' meshes), ``icportrait:latent-warp`` /
+  ``icportrait:image-warp`` (warp-initialised sampling warps latents / pixels),
+  ``icportrait:mask-0.5`` / ``icportrait:mask-0.95`` (mask ratio),
   ``icportrait:single-ref`` (only the first profile photo), ``icportrait:per-step`` (flow
   recomputed at every denoising step), ``icportrait:base-only`` (no F_ref at all: the
   frozen base model alone, which shows what the control nets add), ``icportrait:from-noise``
@@ -41,14 +44,18 @@ from icportrait.generation.portrait import confidence_of
 ABLATIONS = {
     "icportrait": {},
     "icportrait:no-warp": {"warp_profile": False},
-    "icportrait:zero-shot": {},
+    "icportrait:zero-shot": {"flow_source": "net"},
     "icportrait:mask-0.5": {"mask_ratio": 0.5},
     "icportrait:mask-0.95": {"mask_ratio": 0.95},
     "icportrait:single-ref": {},
-    "icportrait:per-step": {"flow_mode": "per_step"},
+    "icportrait:per-step": {"flow_mode": "per_step", "flow_source": "net"},
     "icportrait:base-only": {"reference_scale": 0.0},
     "icportrait:from-noise": {"strength": 1.0},
     "icportrait:gt-flow": {},
+    "icportrait:net-flow": {"flow_source": "net"},
+    "icportrait:mesh-flow": {"flow_source": "mesh"},
+    "icportrait:image-warp": {"warp_space": "image"},
+    "icportrait:latent-warp": {"warp_space": "latent"},
     "icportrait:no-confidence": {"use_confidence": False},
     "icportrait:appearance-per-step": {"reference_once": False},
 }

@@ -172,9 +172,11 @@ def identity_flow(batch: int, height: int, width: int, device=None, dtype=torch.
     return torch.stack([xs, ys]).unsqueeze(0).expand(batch, 2, height, width).clone()
 
 
-def resize_flow(flow: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """The same flow on another grid: target pixels resampled (nearest) to ``size`` and
-    source coordinates rescaled to a source grid of that size (the halves are equal)."""
+def resize_flow(flow: torch.Tensor, size: tuple[int, int], mode: str = "nearest"
+                ) -> torch.Tensor:
+    """The same flow on another grid: target pixels resampled to ``size`` (``nearest``, or
+    ``bilinear`` for a smooth warp of a finer grid, e.g. an image from a latent-grid flow)
+    and source coordinates rescaled to a source grid of that size (the halves are equal)."""
     h, w = flow.shape[-2:]
     if (h, w) == tuple(size):
         return flow.float()
@@ -182,7 +184,8 @@ def resize_flow(flow: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     # fine pixel keeps its own position within a coarse cell; rescale it to the new grid.
     b = flow.shape[0]
     disp = flow.float() - identity_flow(b, h, w, device=flow.device)
-    disp = F.interpolate(disp, size=size, mode="nearest")
+    disp = F.interpolate(disp, size=size, mode=mode,
+                         **({} if mode == "nearest" else {"align_corners": False}))
     scale = torch.tensor([size[1] / w, size[0] / h], device=flow.device).view(1, 2, 1, 1)
     return identity_flow(b, *size, device=flow.device) + disp * scale
 

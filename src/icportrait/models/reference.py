@@ -135,6 +135,19 @@ def flow_for(flows: Flows, size: tuple[int, int]) -> Match:
     return Match(flow, score[:, 0], ref[:, 0].long())
 
 
+def smooth_flow_at(flows: Flows, size: tuple[int, int]) -> Match:
+    """The finest flow resampled to ``size`` with its displacement interpolated (bilinear),
+    so that a finer grid than the flow's (an image warped by a latent-grid flow) moves
+    smoothly rather than in blocks of one cell."""
+    from icportrait.models.matching import resize_flow
+
+    m = finest(flows)
+    ref = F.interpolate(m.ref[:, None].float(), size=size, mode="nearest")[:, 0].long()
+    score = F.interpolate(m.score[:, None].float(), size=size, mode="bilinear",
+                          align_corners=False)[:, 0]
+    return Match(resize_flow(m.flow, size, mode="bilinear"), score.to(m.score), ref)
+
+
 def reference_features(
     features: ControlFeatures, flows: Flows, num_refs: int = 1, profile_index: int = 0,
     warp_profile: bool = True, confidence_gate: bool = False,
@@ -181,19 +194,28 @@ def blur(latents: torch.Tensor, sigma: float) -> torch.Tensor:
 def warp_init(profile: torch.Tensor, template: torch.Tensor, flows: Flows | None,
               num_refs: int = 1, region: torch.Tensor | None = None,
               light_sigma: float = LIGHT_SIGMA) -> torch.Tensor:
-    """Where warp-initialised sampling starts the portrait: the profile latents ``(B * K, C,
-    h, w)`` pulled along the matching flow (bilinear, so sub-cell matches keep their
-    position), with their low frequencies (light, skin tone) replaced by the template's
-    ``(B, C, h, w)``; outside ``region`` ``(B, 1, h, w)`` in [0, 1] (the template's face) the
-    template itself. Without flows (the no-matching ablation), the template."""
+    """Where warp-initialised sampling starts the portrait: the profile ``(B * K, C, h, w)``
+    (latents, or pixels: a grid finer than the flow's gets it resampled smoothly) pulled
+    along the flow (bilinear, so sub-cell matches keep their position), with its low
+    frequencies (light, skin tone) replaced by the template's ``(B, C, h, w)``; outside
+    ``region`` ``(B, 1, h, w)`` in [0, 1] (the template's face) the template itself, and
+    inside it both blurs taken over the region only. Without flows (the no-matching
+    ablation), the template."""
     if flows is None:
         return template
     h, w = template.shape[-2:]
-    m = flow_for(flows, (h, w))
+    m = flows[(h, w)] if (h, w) in flows else smooth_flow_at(flows, (h, w))
     src = profile.reshape(template.shape[0], num_refs, *profile.shape[1:])
     warped = warp(src, m.flow, m.ref, mode="bilinear")
     sigma = light_sigma * w
-    relit = warped - blur(warped, sigma) + blur(template, sigma)
     if region is None:
-        return relit
+        return warped - blur(warped, sigma) + blur(template, sigma)
+    # Light and tone from the face only: a blur normalised over the region, so that the
+    # background and hair around either face do not tint the other.
+    relit = warped - masked_blur(warped, region, sigma) + masked_blur(template, region, sigma)
     return region * relit + (1 - region) * template
+
+
+def masked_blur(x: torch.Tensor, weight: torch.Tensor, sigma: float) -> torch.Tensor:
+    """:func:`blur` of ``x`` weighted by ``weight`` ``(B, 1, h, w)`` (normalised convolution)."""
+    return blur(x * weight, sigma) / blur(weight, sigma).clamp_min(1e-3)

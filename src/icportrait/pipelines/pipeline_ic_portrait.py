@@ -15,9 +15,10 @@ One ``__call__``, following IC-Portrait (arXiv 2501.17159, Figure 3):
    features added, and the result, F_ref, enters the base UNet as ControlNet residuals
    times ``reference_scale``.
    With ``strength`` < 1 (warp-initialised sampling, the default of the tiny model) the
-   target half does not start from pure noise: it starts from the profile latent pulled
-   along the matching flow, relit with the template's low frequencies and kept to the
-   template's face (:func:`~icportrait.models.reference.warp_init`), noised to
+   target half does not start from pure noise: it starts from the profile (its latent, or
+   its photo then encoded: ``warp_space``) pulled along the flow (the matching net's, or
+   the face meshes': ``flow_source``), relit with the template's low frequencies and kept
+   to the template's face (:func:`~icportrait.models.reference.warp_init`), noised to
    ``strength`` x the schedule, and only the last ``strength`` share of the steps run (as
    SDEdit / diffusers' img2img do). ``strength=1`` is the paper's sampling from noise.
 4. The target half is decoded: the portrait. Optionally it is pasted back into the template
@@ -50,10 +51,15 @@ from icportrait.conditioning import (
     vae_encode,
 )
 from icportrait.defaults import (
+    FLOW_SOURCE,
+    FLOW_SOURCES,
     MASK_RATIO,
     MATCH_TIMESTEP,
     STEPS,
     STRENGTH,
+    WARP_SPACE,
+    WARP_SPACES,
+    check_choice,
     check_mask_ratio,
     check_strength,
 )
@@ -109,6 +115,8 @@ class ICPortraitPipeline(DiffusionPipeline):
         text_encoder=None,
         tokenizer=None,
         default_strength: float = STRENGTH,
+        warp_space: str = WARP_SPACE,
+        flow_source: str = FLOW_SOURCE,
     ):
         super().__init__()
         self.register_modules(
@@ -116,9 +124,13 @@ class ICPortraitPipeline(DiffusionPipeline):
             scheduler=scheduler, null_embedding=null_embedding, text_encoder=text_encoder,
             tokenizer=tokenizer,
         )
-        # The strength this model was trained to sample at (saved in model_index.json): a
-        # base trained on low noise levels only is meant for warp-initialised sampling.
-        self.register_to_config(default_strength=default_strength)
+        # How this model samples by default (saved in model_index.json, chosen by measurement
+        # at release): a base trained on low noise levels only is meant for warp-initialised
+        # sampling; a tiny matching net may be outdone by the face meshes.
+        self.register_to_config(default_strength=default_strength,
+                                warp_space=check_choice(warp_space, WARP_SPACES, "warp_space"),
+                                flow_source=check_choice(flow_source, FLOW_SOURCES,
+                                                         "flow_source"))
         self.vae_scale_factor = vae.config.get("patch_size") or \
             2 ** (len(vae.config.block_out_channels) - 1)
 
@@ -206,6 +218,8 @@ class ICPortraitPipeline(DiffusionPipeline):
         match_levels: list[tuple[int, int]] | None = None,
         match_timestep: int = MATCH_TIMESTEP,
         warp_profile: bool = True,
+        warp_space: str | None = None,
+        flow_source: str | None = None,
         flows: Flows | None = None,
         generator: torch.Generator | list[torch.Generator] | None = None,
         align_faces: bool = False,
@@ -247,6 +261,16 @@ class ICPortraitPipeline(DiffusionPipeline):
             match_levels: half-resolutions ``(h, w)`` to match at (default: all).
             match_timestep: training timestep at which cached flows are computed.
             warp_profile: False drops the warped profile term (ablation "no matching").
+            warp_space: where warp-initialised sampling warps the profile (default: the
+                model's ``warp_space``): ``image`` warps and relights the profile photo along
+                the flow, resampled smoothly to pixels, and encodes the result; ``latent``
+                warps the profile's latents (a patch autoencoder's latents do not
+                interpolate like pixels, so large warps tear).
+            flow_source: where the flow comes from (default: the model's ``flow_source``):
+                ``net``, the matching net; ``mesh``, the face toolkit's meshes of the two
+                faces (piecewise affine, the classical swap's correspondence; follows a turned
+                head), each template matched to the one profile photo nearest its pose, with
+                confidence 0 outside the template's mesh. Precomputed ``flows`` replace both.
             flows: precomputed target -> profile flows ``{(h, w): Match}`` (keys: the half's
                 feature size) used instead of the matching net's, e.g. a ground-truth flow
                 (the ``gt-flow`` ablation); one reference only, cached flow mode.
@@ -263,6 +287,13 @@ class ICPortraitPipeline(DiffusionPipeline):
             strength = self.config.default_strength
         self._check_args(num_inference_steps, strength, mask_ratio, reference_scale, flow_mode,
                          appearance_every, output_type, align_faces, paste_back)
+        warp_space = check_choice(warp_space or self.config.warp_space, WARP_SPACES,
+                                  "warp_space")
+        flow_source = check_choice(flow_source or self.config.flow_source, FLOW_SOURCES,
+                                   "flow_source")
+        if flow_source == "mesh" and flow_mode != "cached" and flows is None:
+            raise ICPortraitError("mesh flows are computed once: use flow_mode='cached', or "
+                                  "flow_source='net' for per-step flows")
         if flows is not None and flow_mode != "cached":
             raise ICPortraitError("precomputed flows replace the cached flow: use "
                                   "flow_mode='cached'")
@@ -274,7 +305,7 @@ class ICPortraitPipeline(DiffusionPipeline):
         size = self.resolution
         profiles = [to_rgb_uint8(im, "profile") for im in as_image_list(profile, "profile")]
         templates = [to_rgb_uint8(im, "template") for im in as_image_list(template, "template")]
-        prepared_templates = faces = None
+        prepared_profiles = prepared_templates = faces = masks = None
         if align_faces:
             prepared_profiles = [_prepare_face(im, size, profile_face, "clear", "profile", k,
                                                len(profiles)) for k, im in enumerate(profiles)]
@@ -285,13 +316,15 @@ class ICPortraitPipeline(DiffusionPipeline):
                      "template": [p.to_dict() for p in prepared_templates]}
             profiles = [p.image for p in prepared_profiles]
             originals, templates = templates, [p.image for p in prepared_templates]
+            masks = [p.mask for p in prepared_templates]
         k, b = len(profiles), len(templates)
         gens = generator if isinstance(generator, list) else None
         if gens is not None and len(gens) != b:
             raise ICPortraitError(f"got {len(gens)} generators for {b} templates")
 
-        profile_lat = self.encode_images(to_model_batch(profiles, size, device, self.vae.dtype))
-        template_lat = self.encode_images(to_model_batch(templates, size, device, self.vae.dtype))
+        profile_px = to_model_batch(profiles, size, device, self.vae.dtype)
+        template_px = to_model_batch(templates, size, device, self.vae.dtype)
+        profile_lat, template_lat = self.encode_images(profile_px), self.encode_images(template_px)
         profile_lat, template_lat = profile_lat.to(dtype), template_lat.to(dtype)
         c, h, w = template_lat.shape[1:]
         patch = mask_patch_size or default_patch_size(h)
@@ -336,6 +369,10 @@ class ICPortraitPipeline(DiffusionPipeline):
             if k != 1 or any(m.flow.shape[0] != b for m in flows.values()):
                 raise ICPortraitError(f"precomputed flows must have one per template ({b}) "
                                       "and one reference")
+        elif flow_source == "mesh" and ((use_reference and flow_mode == "cached")
+                                        or (strength < 1 and warp_profile)):
+            flows, masks = self._mesh_flows(profiles, templates, prepared_profiles,
+                                            prepared_templates, (h, w), device)
         elif (use_reference and flow_mode == "cached") or (strength < 1 and warp_profile):
             match_noise = randn_tensor((b, k * c, h, 2 * w), generator=generator, device=device,
                                        dtype=dtype).reshape(b * k, c, h, 2 * w)
@@ -343,10 +380,9 @@ class ICPortraitPipeline(DiffusionPipeline):
                                   self.scheduler.alphas_cumprod, match_timestep, match_noise, k,
                                   match_levels)
         if strength < 1:
-            region = None if prepared_templates is None else _face_region(
-                prepared_templates, (h, w), device, dtype)
-            start = warp_init(prof_bk, template_lat, flows if warp_profile else None, k,
-                              region)
+            start = self._warp_start(profile_px, template_px, profile_lat, template_lat,
+                                     flows if warp_profile else None, k, masks,
+                                     warp_space).to(dtype)
             latents = stitch(split(latents)[0], self.scheduler.add_noise(
                 start, split(noise)[1], timesteps[:1].expand(b)))
         # F_ref's appearance features, once per image: nothing in them depends on the sample.
@@ -398,6 +434,40 @@ class ICPortraitPipeline(DiffusionPipeline):
         return ICPortraitPipelineOutput(output, *flow_out,
                                         flows=flows if return_flow else None, faces=faces)
 
+    def _warp_start(self, profile_px, template_px, profile_lat, template_lat, flows, k,
+                    masks, space: str) -> torch.Tensor:
+        """Warp-initialised sampling's start latents (:func:`warp_init`), warped in the
+        latent grid or in pixels and then encoded; ``masks``: the templates' face regions
+        (size x size arrays), or None."""
+        b = template_lat.shape[0]
+        if space == "image":
+            region = None if masks is None else _face_region(
+                masks, template_px.shape[-2:], template_px.device, template_px.dtype)
+            image = warp_init(profile_px.repeat(b, 1, 1, 1), template_px, flows, k, region)
+            return self.encode_images(image.clamp(-1, 1))
+        region = None if masks is None else _face_region(
+            masks, template_lat.shape[-2:], template_lat.device, template_lat.dtype)
+        return warp_init(profile_lat.repeat(b, 1, 1, 1), template_lat, flows, k, region)
+
+    def _mesh_flows(self, profiles, templates, prepared_profiles, prepared_templates, grid,
+                    device):
+        """``flow_source="mesh"``: flows from the faces' meshes, and the templates' face
+        masks (from the aligned faces, or from meshes read on the model-size crops)."""
+        from icportrait.faces import face_mask
+        from icportrait.pipelines.image_inputs import square_resize
+        from icportrait.pipelines.mesh_flows import crop_mesh, mesh_flows
+
+        size = self.resolution
+        if prepared_templates is not None:
+            prof = [p.mesh for p in prepared_profiles]
+            tmpl = [p.mesh for p in prepared_templates]
+            masks = [p.mask for p in prepared_templates]
+        else:
+            prof = [crop_mesh(square_resize(im, size), "profile") for im in profiles]
+            tmpl = [crop_mesh(square_resize(im, size), "template") for im in templates]
+            masks = [face_mask(m, (size, size)) for m in tmpl]
+        return mesh_flows(tmpl, prof, grid, size, device), masks
+
     def _format(self, images: torch.Tensor, output_type: str, prepared, originals):
         if output_type == "pt" and prepared is None:
             return images
@@ -436,9 +506,9 @@ class ICPortraitPipeline(DiffusionPipeline):
             raise ICPortraitError("paste_back returns photos of their own sizes: use pil or np")
 
 
-def _face_region(prepared, size: tuple[int, int], device, dtype) -> torch.Tensor:
-    """The templates' face masks (soft, [0, 1]) at latent size ``(B, 1, h, w)``."""
-    masks = torch.stack([torch.from_numpy(np.asarray(p.mask, np.float32)) for p in prepared])
+def _face_region(masks, size: tuple[int, int], device, dtype) -> torch.Tensor:
+    """The templates' face masks (soft, [0, 1]) at ``size``: ``(B, 1, h, w)``."""
+    masks = torch.stack([torch.from_numpy(np.asarray(m, np.float32)) for m in masks])
     masks = torch.nn.functional.interpolate(masks[:, None], size=size, mode="area")
     return masks.to(device=device, dtype=dtype)
 

@@ -14,7 +14,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from icportrait.defaults import VALIDATION_STEPS, check_strength
+from icportrait.defaults import (
+    FLOW_SOURCES,
+    VALIDATION_STEPS,
+    WARP_SPACES,
+    check_choice,
+    check_strength,
+)
 from icportrait.errors import ICPortraitError
 from icportrait.evaluation.image_metrics import psnr
 from icportrait.io import atomic_write_text
@@ -46,17 +52,23 @@ def compare_outputs(a, b, n: int = 3, steps: int = VALIDATION_STEPS) -> float:
 
 
 def release(src: Path, dst: Path, fp16: bool = True, check: bool = True,
-            strength: float | None = None, match_locality: float | None = None) -> dict:
+            strength: float | None = None, match_locality: float | None = None,
+            flow_source: str | None = None, warp_space: str | None = None) -> dict:
     """Save ``src`` (a pipeline folder) to ``dst`` with fp16 weights; returns a summary.
 
-    ``strength`` and ``match_locality``, when given, set the shipped model's sampling
-    defaults (its ``default_strength`` and its descriptor matching prior), chosen by
-    measurement after training; the summary records them."""
+    ``strength``, ``match_locality``, ``flow_source`` and ``warp_space``, when given, set the
+    shipped model's sampling defaults (its ``default_strength``, its descriptor matching
+    prior, where its flows come from and where it warps), chosen by measurement after
+    training; the summary records them."""
     from icportrait.pipelines import ICPortraitPipeline
     from icportrait.store import save_pipeline
 
     if strength is not None:
         check_strength(strength, "--strength")
+    if flow_source is not None:
+        check_choice(flow_source, FLOW_SOURCES, "--flow-source")
+    if warp_space is not None:
+        check_choice(warp_space, WARP_SPACES, "--warp-space")
     if match_locality is not None and match_locality <= 0:
         raise ICPortraitError(f"--match-locality must be > 0, got {match_locality}")
     original = ICPortraitPipeline.from_pretrained(src)
@@ -66,6 +78,10 @@ def release(src: Path, dst: Path, fp16: bool = True, check: bool = True,
     for pipe in (original, stored):
         if strength is not None:
             pipe.register_to_config(default_strength=strength)
+        if flow_source is not None:
+            pipe.register_to_config(flow_source=flow_source)
+        if warp_space is not None:
+            pipe.register_to_config(warp_space=warp_space)
         if match_locality is not None:
             if not pipe.matching_net.has_descriptor:
                 raise ICPortraitError("--match-locality sets a descriptor matching net's "
@@ -79,6 +95,8 @@ def release(src: Path, dst: Path, fp16: bool = True, check: bool = True,
     summary = {"source": str(src), "dtype": "fp16" if fp16 else "fp32",
                "size_mb": folder_mb(dst), "source_size_mb": folder_mb(src),
                "default_strength": stored.config.get("default_strength"),
+               "flow_source": stored.config.get("flow_source"),
+               "warp_space": stored.config.get("warp_space"),
                "match_locality": stored.matching_net.config.get("match_locality")
                if stored.matching_net.has_descriptor else None}
     if check:

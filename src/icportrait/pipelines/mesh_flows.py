@@ -1,0 +1,70 @@
+"""Matching flows from the face toolkit's meshes: the geometric alternative to the matching
+net (``flow_source="mesh"``).
+
+The 478-point meshes of the template and profile faces give a piecewise-affine map between
+them (:func:`icportrait.faces.correspondence.mesh_correspondence`); it follows a turned head,
+where the tiny matching net stays near "no motion". Cells outside the template's mesh keep
+"no motion" with confidence 0, so they are left to the template.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from icportrait.errors import FaceError
+from icportrait.models.matching import Match
+
+# Landmark detectors miss small faces: a crop is enlarged to this side before its mesh is read.
+MESH_MIN_SIDE = 256
+
+
+def crop_mesh(image: np.ndarray, role: str) -> np.ndarray:
+    """The face mesh ``(478, 3)`` of a model-size crop that was not aligned by the pipeline
+    (e.g. a synthetic render), in its pixels."""
+    import cv2
+
+    from icportrait.faces import face_mesh
+
+    f = max(1.0, MESH_MIN_SIDE / min(image.shape[:2]))
+    big = cv2.resize(image, None, fx=f, fy=f, interpolation=cv2.INTER_CUBIC) if f > 1 \
+        else image
+    try:
+        mesh = face_mesh(big)
+    except FaceError as exc:
+        raise type(exc)(f"{role}: {exc} (flow_source='mesh' needs a face mesh)") from None
+    return mesh / f
+
+
+def closest_reference(template: np.ndarray, profiles: list[np.ndarray]) -> int:
+    """The profile whose mesh a similarity transform fits best to the template's (the nearest
+    pose and expression): mesh flows come from one reference per template."""
+    import cv2
+
+    def residual(p: np.ndarray) -> float:
+        m, _ = cv2.estimateAffinePartial2D(p[:, :2].astype(np.float32),
+                                           template[:, :2].astype(np.float32))
+        if m is None:
+            return float("inf")
+        moved = p[:, :2] @ m[:, :2].T + m[:, 2]
+        return float(np.mean(np.linalg.norm(moved - template[:, :2], axis=1)))
+
+    return int(np.argmin([residual(p) for p in profiles]))
+
+
+def mesh_flows(template_meshes: list[np.ndarray], profile_meshes: list[np.ndarray],
+               grid: tuple[int, int], size: int, device=None) -> dict:
+    """Flows ``{grid: Match}`` template -> profile on the ``grid`` of cells of ``size`` px
+    crops, one per template, each to its :func:`closest_reference`; confidence 1 inside the
+    template's mesh, 0 outside (where the flow is "no motion")."""
+    from icportrait.faces.correspondence import mesh_correspondence
+
+    flows, scores, refs = [], [], []
+    for tm in template_meshes:
+        r = closest_reference(tm, profile_meshes)
+        flow, inside = mesh_correspondence(tm, profile_meshes[r], grid, size)
+        flows.append(torch.from_numpy(flow))
+        scores.append(torch.from_numpy(inside.astype(np.float32)))
+        refs.append(torch.full(grid, r, dtype=torch.long))
+    return {tuple(grid): Match(torch.stack(flows).to(device), torch.stack(scores).to(device),
+                               torch.stack(refs).to(device))}

@@ -1,0 +1,109 @@
+"""Flows from the face meshes (``flow_source="mesh"``) and warping in pixels
+(``warp_space="image"``): the module on hand-made meshes, the pipeline on real photos."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from icportrait.errors import FaceError, ICPortraitError, SettingError
+from icportrait.models.matching import identity_flow
+from icportrait.pipelines import ICPortraitPipeline
+from icportrait.pipelines.mesh_flows import closest_reference, crop_mesh, mesh_flows
+from support.models import dummy_pipeline, trained_like
+
+
+def _mesh(seed=0):
+    return np.random.default_rng(seed).uniform(20, 108, (80, 3))
+
+
+def _turned(mesh, angle):
+    """The mesh rotated about the vertical axis (a head turned by ``angle`` radians)."""
+    out = mesh.copy()
+    x, z = mesh[:, 0] - 64, mesh[:, 2] - 64
+    out[:, 0] = 64 + x * np.cos(angle) + z * np.sin(angle)
+    return out
+
+
+def test_closest_reference_is_the_nearest_pose_not_the_nearest_place():
+    template = _turned(_mesh(), 0.5)
+    frontal, turned_and_moved = _mesh(), _turned(_mesh(), 0.45) * 0.8 + 12
+    assert closest_reference(template, [frontal, turned_and_moved]) == 1
+    assert closest_reference(template, [turned_and_moved, frontal]) == 0
+
+
+def test_mesh_flows_follow_the_mesh_with_confidence_inside_only():
+    template = _mesh()
+    profiles = [_turned(_mesh(), 0.6), template + np.array([8.0, 0.0, 0.0])]
+    flows = mesh_flows([template], profiles, (16, 16), 128)
+    (grid, m), = flows.items()
+    assert grid == (16, 16) and m.flow.shape == (1, 2, 16, 16)
+    assert torch.equal(m.ref, torch.ones(1, 16, 16).long())   # the shifted copy fits best
+    inside = m.score[0] > 0
+    assert 0.2 < inside.float().mean() < 1 and set(m.score.unique().tolist()) == {0.0, 1.0}
+    disp = m.flow - identity_flow(1, 16, 16)
+    assert torch.allclose(disp[0, 0][inside], torch.tensor(1.0), atol=1e-4)  # 8 px = 1 cell
+    assert torch.equal(disp[0][:, ~inside], torch.zeros(2, int((~inside).sum())))
+
+
+def test_crop_mesh_reads_a_small_crop_and_says_when_there_is_no_face(astronaut):
+    import cv2
+
+    crop = cv2.resize(astronaut[40:232, 130:322], (128, 128), interpolation=cv2.INTER_AREA)
+    mesh = crop_mesh(crop, "template")
+    assert mesh.shape == (478, 3)
+    assert 20 < mesh[:, 0].mean() < 108 and 20 < mesh[:, 1].mean() < 108   # in crop pixels
+    with pytest.raises(FaceError, match=r"template: .*flow_source='mesh' needs a face mesh"):
+        crop_mesh(np.full((128, 128, 3), 128, np.uint8), "template")
+
+
+def test_mesh_flow_in_the_pipeline_on_real_photos(astronaut, grace_hopper):
+    pipe = trained_like(dummy_pipeline())
+
+    def run(**kw):
+        return pipe(astronaut, grace_hopper, num_inference_steps=4, strength=0.5,
+                    align_faces=True, output_type="pt",
+                    generator=torch.Generator().manual_seed(0), **kw)
+
+    net, mesh = run(), run(flow_source="mesh")
+    assert not torch.equal(net.images, mesh.images)
+    assert not torch.allclose(net.flow, mesh.flow)
+    # the pipeline's flow is the meshes' flow of the aligned faces
+    from icportrait.faces import prepare_face
+
+    meshes = [prepare_face(im, size=pipe.resolution, policy="clear").mesh
+              for im in (grace_hopper, astronaut)]
+    expected = mesh_flows(meshes[:1], meshes[1:], tuple(mesh.flow.shape[-2:]), pipe.resolution)
+    assert torch.allclose(mesh.flow, next(iter(expected.values())).flow, atol=1e-5)
+    assert set(mesh.flow_score.unique().tolist()) <= {0.0, 1.0} and mesh.flow_score.mean() > 0.2
+    image = run(flow_source="mesh", warp_space="image")
+    assert not torch.equal(image.images, mesh.images) and torch.isfinite(image.images).all()
+
+
+def test_unaligned_inputs_without_a_face_are_refused_in_mesh_mode():
+    pipe = dummy_pipeline()
+    with pytest.raises(FaceError, match=r"profile: .*needs a face mesh"):
+        pipe(torch.rand(3, 32, 32), torch.rand(3, 32, 32), num_inference_steps=2,
+             strength=0.5, flow_source="mesh", output_type="pt")
+
+
+@pytest.mark.parametrize(("kwargs", "match"), [
+    (dict(warp_space="pixels"), "warp_space must be one of 'latent', 'image'"),
+    (dict(flow_source="flow"), "flow_source must be one of 'net', 'mesh'"),
+    (dict(flow_source="mesh", flow_mode="per_step"), "mesh flows are computed once"),
+])
+def test_bad_flow_settings_are_clear(kwargs, match):
+    with pytest.raises(ICPortraitError, match=match):
+        dummy_pipeline()(torch.rand(3, 32, 32), torch.rand(3, 32, 32), num_inference_steps=2,
+                         output_type="pt", **kwargs)
+
+
+def test_flow_source_and_warp_space_are_saved_with_the_model(tmp_path):
+    pipe = dummy_pipeline()
+    pipe.register_to_config(flow_source="mesh", warp_space="image")
+    pipe.save_pretrained(tmp_path)
+    loaded = ICPortraitPipeline.from_pretrained(tmp_path)
+    assert (loaded.config.flow_source, loaded.config.warp_space) == ("mesh", "image")
+    with pytest.raises(SettingError, match="warp_space must be one of"):
+        ICPortraitPipeline(**dict(pipe.components), warp_space="pixels")
