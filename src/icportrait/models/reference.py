@@ -22,7 +22,13 @@ import torch.nn.functional as F
 from icportrait.conditioning import Condition, noised, prepare_condition, split
 from icportrait.errors import ICPortraitError
 from icportrait.models.control_net import ControlFeatures
-from icportrait.models.matching import DEFAULT_MAX_CHUNK_BYTES, Match, argmax_flow, warp
+from icportrait.models.matching import (
+    DEFAULT_MAX_CHUNK_BYTES,
+    Match,
+    argmax_flow,
+    resize_flow,
+    warp,
+)
 
 Flows = dict[tuple[int, int], Match]  # keyed by the (H, W) of one canvas half
 
@@ -139,8 +145,6 @@ def smooth_flow_at(flows: Flows, size: tuple[int, int]) -> Match:
     """The finest flow resampled to ``size`` with its displacement interpolated (bilinear),
     so that a finer grid than the flow's (an image warped by a latent-grid flow) moves
     smoothly rather than in blocks of one cell."""
-    from icportrait.models.matching import resize_flow
-
     m = finest(flows)
     ref = F.interpolate(m.ref[:, None].float(), size=size, mode="nearest")[:, 0].long()
     score = F.interpolate(m.score[:, None].float(), size=size, mode="bilinear",

@@ -365,22 +365,22 @@ class ICPortraitPipeline(DiffusionPipeline):
         app = self.appearance_net.config
         once = app.reference_timestep is not None if reference_once is None else reference_once
         gate = bool(app.confidence_gate) and use_confidence
+        needs_flow = (use_reference and flow_mode == "cached") or (strength < 1 and warp_profile)
         if flows is not None:
             if k != 1 or any(m.flow.shape[0] != b for m in flows.values()):
                 raise ICPortraitError(f"precomputed flows must have one per template ({b}) "
                                       "and one reference")
-        elif flow_source == "mesh" and ((use_reference and flow_mode == "cached")
-                                        or (strength < 1 and warp_profile)):
+        elif needs_flow and flow_source == "mesh":
             flows, masks = self._mesh_flows(profiles, templates, prepared_profiles,
                                             prepared_templates, (h, w), device)
-        elif (use_reference and flow_mode == "cached") or (strength < 1 and warp_profile):
+        elif needs_flow:
             match_noise = randn_tensor((b, k * c, h, 2 * w), generator=generator, device=device,
                                        dtype=dtype).reshape(b * k, c, h, 2 * w)
             flows = compute_flows(self.matching_net, match_condition, ctrl_text,
                                   self.scheduler.alphas_cumprod, match_timestep, match_noise, k,
                                   match_levels)
         if strength < 1:
-            start = self._warp_start(profile_px, template_px, profile_lat, template_lat,
+            start = self._warp_start(profile_px, template_px, prof_bk, template_lat,
                                      flows if warp_profile else None, k, masks,
                                      warp_space).to(dtype)
             latents = stitch(split(latents)[0], self.scheduler.add_noise(
@@ -434,20 +434,17 @@ class ICPortraitPipeline(DiffusionPipeline):
         return ICPortraitPipelineOutput(output, *flow_out,
                                         flows=flows if return_flow else None, faces=faces)
 
-    def _warp_start(self, profile_px, template_px, profile_lat, template_lat, flows, k,
+    def _warp_start(self, profile_px, template_px, prof_bk, template_lat, flows, k,
                     masks, space: str) -> torch.Tensor:
         """Warp-initialised sampling's start latents (:func:`warp_init`), warped in the
-        latent grid or in pixels and then encoded; ``masks``: the templates' face regions
-        (size x size arrays), or None."""
-        b = template_lat.shape[0]
-        if space == "image":
-            region = None if masks is None else _face_region(
-                masks, template_px.shape[-2:], template_px.device, template_px.dtype)
-            image = warp_init(profile_px.repeat(b, 1, 1, 1), template_px, flows, k, region)
-            return self.encode_images(image.clamp(-1, 1))
+        latent grid (``prof_bk``: the profile latents, once per template) or in pixels and
+        then encoded; ``masks``: the templates' face regions (size x size arrays), or None."""
+        source, target = (profile_px.repeat(template_lat.shape[0], 1, 1, 1), template_px) \
+            if space == "image" else (prof_bk, template_lat)
         region = None if masks is None else _face_region(
-            masks, template_lat.shape[-2:], template_lat.device, template_lat.dtype)
-        return warp_init(profile_lat.repeat(b, 1, 1, 1), template_lat, flows, k, region)
+            masks, target.shape[-2:], target.device, target.dtype)
+        start = warp_init(source, target, flows, k, region)
+        return self.encode_images(start.clamp(-1, 1)) if space == "image" else start
 
     def _mesh_flows(self, profiles, templates, prepared_profiles, prepared_templates, grid,
                     device):
