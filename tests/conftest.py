@@ -49,3 +49,16 @@ def grace_hopper() -> np.ndarray:
     from icportrait.faces.samples import load_sample
 
     return load_sample("grace_hopper")
+
+
+@pytest.fixture(scope="session")
+def hopper_crop_mesh(grace_hopper) -> np.ndarray:
+    """Grace Hopper's face mesh, scaled into a 128 px crop (x, y pixels and depth)."""
+    from icportrait.faces import face_mesh
+
+    m = face_mesh(grace_hopper)[:468].astype(np.float64)
+    lo, span = m[:, :2].min(0), np.ptp(m[:, :2], 0).max()
+    out = m.copy()
+    out[:, :2] = (m[:, :2] - lo) / span * 80 + 24
+    out[:, 2] = m[:, 2] / span * 80
+    return out

@@ -40,3 +40,62 @@ def test_affine_maps_are_exact():
                                atol=1e-3)
     with pytest.raises(ValueError, match="same points"):
         mesh_flow(m, m[:-1], (16, 16), 128)
+
+
+def _turned(mesh, degrees):
+    """The mesh turned about the vertical axis through its centre (orthographic)."""
+    a = np.radians(degrees)
+    rot = np.array([[np.cos(a), 0, np.sin(a)], [0, 1, 0], [-np.sin(a), 0, np.cos(a)]])
+    c = mesh.mean(0)
+    return (mesh - c) @ rot.T + c, rot, c
+
+
+def test_surface_triangles_are_wound_one_way():
+    from collections import Counter
+
+    from icportrait.faces.topology import surface_triangles
+
+    tris = surface_triangles()
+    directed = Counter((int(t[k]), int(t[(k + 1) % 3])) for t in tris for k in range(3))
+    # An edge shared by two triangles is run once each way: never twice the same way.
+    assert max(directed.values()) == 1
+    assert sum((b, a) in directed for a, b in directed) > 0.9 * len(directed)
+
+
+def test_surface_flow_follows_a_turned_face_and_knows_what_the_source_hides(hopper_crop_mesh):
+    from icportrait.faces.correspondence import face_mesh_correspondence
+
+    m = hopper_crop_mesh
+    same, inside, shown = face_mesh_correspondence(m, m, (64, 64), 128)
+    ident = identity_flow(1, 64, 64)[0].numpy()
+    np.testing.assert_allclose(same[:, inside], ident[:, inside], atol=1e-3)
+    assert 0.2 < inside.mean() < 0.6 and shown[inside].min() > 0.99
+
+    # Target: the face turned by 35 degrees; source: the face itself. Each target cell's
+    # surface point, turned back, is where the flow must land in the source.
+    target, rot, c = _turned(hopper_crop_mesh, 35)
+    flow, inside, shown = face_mesh_correspondence(target, hopper_crop_mesh, (64, 64), 128)
+    from icportrait.faces.correspondence import _rasterise
+    from icportrait.faces.topology import surface_triangles
+
+    tris = surface_triangles()
+    xy = (np.stack(np.meshgrid(np.arange(64), np.arange(64)), -1).reshape(-1, 2) + 0.5) * 2 - 0.5
+    tri, bary, _ = _rasterise(target, tris, xy, (64, 64))
+    point = np.einsum("ni,nij->nj", bary[tri >= 0], target[tris[tri[tri >= 0]]])
+    back = (point - c) @ rot + c                      # inverse rotation (orthonormal)
+    want = (back[:, :2] + 0.5) / 2 - 0.5              # source cells
+    got = flow.reshape(2, -1)[:, tri >= 0].T
+    np.testing.assert_allclose(got, want, atol=1e-3)
+    # The frontal source shows most of the turned face (not the sides it turned towards us,
+    # which a frontal photo sees edge-on).
+    assert shown[inside].mean() > 0.7
+
+    # The other way round: a turned source hides part of the frontal face from view.
+    _, inside, shown = face_mesh_correspondence(hopper_crop_mesh, target, (64, 64), 128)
+    assert 0.03 < (shown[inside] < 0.5).mean() < 0.5
+    cols = np.nonzero(inside)[1]
+    left = cols < np.median(cols)
+    # Turned about y, one side of the face squeezes: its cells are the hidden ones.
+    hidden_left = (shown[inside][left] < 0.5).mean()
+    hidden_right = (shown[inside][~left] < 0.5).mean()
+    assert max(hidden_left, hidden_right) > 5 * min(hidden_left, hidden_right) + 0.02

@@ -135,3 +135,23 @@ def test_warp_init_with_a_region_takes_light_from_the_faces_only():
     out = warp_init(profile, template, flows, region=region)
     assert torch.allclose(out[..., 4:12, 4:12], torch.full((1, 3, 8, 8), 0.6), atol=1e-4)
     assert torch.equal(out[..., 0, 0], template[..., 0, 0])
+
+
+def test_warp_init_keeps_the_template_where_the_profile_does_not_show_the_face():
+    # the profile's right half turned away (confidence 0 there): with use_confidence the
+    # template stays there, and the profile's tone is taken from its shown half only
+    profile = torch.zeros(1, 3, 16, 16)
+    profile[..., 4:12, 4:8] = -0.5
+    profile[..., 4:12, 8:12] = 1.0          # e.g. background seen past the silhouette
+    template = torch.zeros(1, 3, 16, 16)
+    template[..., 4:12, 4:12] = 0.6
+    region = torch.zeros(1, 1, 16, 16)
+    region[..., 4:12, 4:12] = 1
+    score = torch.ones(1, 16, 16)
+    score[..., 8:] = 0
+    flows = {(16, 16): Match(identity_flow(1, 16, 16), score, torch.zeros(1, 16, 16).long())}
+    kept = warp_init(profile, template, flows, region=region, use_confidence=True)
+    assert torch.equal(kept[..., 4:12, 8:12], template[..., 4:12, 8:12])
+    assert torch.allclose(kept[..., 4:12, 4:8], torch.full((1, 3, 8, 4), 0.6), atol=1e-4)
+    ignored = warp_init(profile, template, flows, region=region)
+    assert (ignored[..., 4:12, 8:12] - template[..., 4:12, 8:12]).abs().max() > 0.5

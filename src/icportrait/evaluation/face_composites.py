@@ -55,7 +55,8 @@ class Portrait:
 def _face_patch(portrait: Portrait, yaw: float, size: float, roll: float, lifted: bool):
     """The face as an RGBA patch at ``size`` px face width, turned by ``roll`` (and by
     ``yaw`` when ``lifted``), and its centre in the patch."""
-    from icportrait.synth.photo_lift import LiftedFace, fill_holes, mesh_triangles, render_lifted
+    from icportrait.faces.topology import fill_holes, mesh_triangles
+    from icportrait.synth.photo_lift import LiftedFace, render_lifted
 
     pts = portrait.mesh[:468]
     width = float(np.ptp(pts[:, 0]))  # the face's own width, before any turn

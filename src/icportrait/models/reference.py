@@ -197,14 +197,15 @@ def blur(latents: torch.Tensor, sigma: float) -> torch.Tensor:
 
 def warp_init(profile: torch.Tensor, template: torch.Tensor, flows: Flows | None,
               num_refs: int = 1, region: torch.Tensor | None = None,
-              light_sigma: float = LIGHT_SIGMA) -> torch.Tensor:
+              light_sigma: float = LIGHT_SIGMA, use_confidence: bool = False) -> torch.Tensor:
     """Where warp-initialised sampling starts the portrait: the profile ``(B * K, C, h, w)``
     (latents, or pixels: a grid finer than the flow's gets it resampled smoothly) pulled
     along the flow (bilinear, so sub-cell matches keep their position), with its low
     frequencies (light, skin tone) replaced by the template's ``(B, C, h, w)``; outside
     ``region`` ``(B, 1, h, w)`` in [0, 1] (the template's face) the template itself, and
-    inside it both blurs taken over the region only. Without flows (the no-matching
-    ablation), the template."""
+    inside it both blurs taken over the region only. ``use_confidence``: the flow's score,
+    in [0, 1], is how far the profile shows each point (mesh flows, ground truth); where it
+    does not, the template stays. Without flows (the no-matching ablation), the template."""
     if flows is None:
         return template
     h, w = template.shape[-2:]
@@ -212,12 +213,15 @@ def warp_init(profile: torch.Tensor, template: torch.Tensor, flows: Flows | None
     src = profile.reshape(template.shape[0], num_refs, *profile.shape[1:])
     warped = warp(src, m.flow, m.ref, mode="bilinear")
     sigma = light_sigma * w
-    if region is None:
+    if region is None and not use_confidence:
         return warped - blur(warped, sigma) + blur(template, sigma)
+    if region is None:  # e.g. ground-truth flows on an unaligned render: the confidence alone
+        region = torch.ones_like(template[:, :1])
+    shown = region * m.score[:, None].clamp(0, 1).to(region) if use_confidence else region
     # Light and tone from the face only: a blur normalised over the region, so that the
     # background and hair around either face do not tint the other.
-    relit = warped - masked_blur(warped, region, sigma) + masked_blur(template, region, sigma)
-    return region * relit + (1 - region) * template
+    relit = warped - masked_blur(warped, shown, sigma) + masked_blur(template, region, sigma)
+    return shown * relit + (1 - shown) * template
 
 
 def masked_blur(x: torch.Tensor, weight: torch.Tensor, sigma: float) -> torch.Tensor:

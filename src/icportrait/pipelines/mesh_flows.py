@@ -1,10 +1,11 @@
 """Matching flows from the face toolkit's meshes: the geometric alternative to the matching
 net (``flow_source="mesh"``).
 
-The 478-point meshes of the template and profile faces give a piecewise-affine map between
-them (:func:`icportrait.faces.correspondence.mesh_correspondence`); it follows a turned head,
-where the tiny matching net stays near "no motion". Cells outside the template's mesh keep
-"no motion" with confidence 0, so they are left to the template.
+The 478-point meshes of the template and profile faces give a map along the face's surface
+(:func:`icportrait.faces.correspondence.face_mesh_correspondence`); it follows a turned head,
+where the tiny matching net stays near "no motion". Its confidence says where the profile
+does not show the template's point (the far side of a turned head, or outside the template's
+mesh, where the flow is "no motion"): there the template is kept.
 """
 
 from __future__ import annotations
@@ -55,16 +56,17 @@ def closest_reference(template: np.ndarray, profiles: list[np.ndarray]) -> int:
 def mesh_flows(template_meshes: list[np.ndarray], profile_meshes: list[np.ndarray],
                grid: tuple[int, int], size: int, device=None) -> dict:
     """Flows ``{grid: Match}`` template -> profile on the ``grid`` of cells of ``size`` px
-    crops, one per template, each to its :func:`closest_reference`; confidence 1 inside the
-    template's mesh, 0 outside (where the flow is "no motion")."""
-    from icportrait.faces.correspondence import mesh_correspondence
+    crops, one per template, each to its :func:`closest_reference`. The confidence is how
+    well the profile shows each point of the template's face (1: squarely; 0: turned away,
+    hidden, or outside the template's mesh, where the flow is "no motion")."""
+    from icportrait.faces.correspondence import face_mesh_correspondence
 
     flows, scores, refs = [], [], []
     for tm in template_meshes:
         r = closest_reference(tm, profile_meshes)
-        flow, inside = mesh_correspondence(tm, profile_meshes[r], grid, size)
+        flow, _, shown = face_mesh_correspondence(tm, profile_meshes[r], grid, size)
         flows.append(torch.from_numpy(flow))
-        scores.append(torch.from_numpy(inside.astype(np.float32)))
+        scores.append(torch.from_numpy(shown.astype(np.float32)))
         refs.append(torch.full(grid, r, dtype=torch.long))
     return {tuple(grid): Match(torch.stack(flows).to(device), torch.stack(scores).to(device),
                                torch.stack(refs).to(device))}

@@ -257,7 +257,9 @@ class ICPortraitPipeline(DiffusionPipeline):
                 when its config has a ``reference_timestep``); False runs it per step on the
                 noisy canvas (the paper's, and the ablation).
             use_confidence: False ignores the match confidence that an appearance net
-                trained with ``confidence_gate`` weights warped features by (ablation).
+                trained with ``confidence_gate`` weights warped features by, and the mesh's
+                (or given flows') confidence that keeps the template where the profile does
+                not show the face (ablation ``no-confidence``).
             match_levels: half-resolutions ``(h, w)`` to match at (default: all).
             match_timestep: training timestep at which cached flows are computed.
             warp_profile: False drops the warped profile term (ablation "no matching").
@@ -361,6 +363,10 @@ class ICPortraitPipeline(DiffusionPipeline):
         step_kwargs = self._extra_step_kwargs(generator)
 
         residuals = None
+        start_flows = None  # a finer flow for the warp start than the latent grid's
+        # Mesh and given (ground-truth) flows score where the profile shows each point; the
+        # matching net's score is a match strength, not that.
+        shown = use_confidence and (flows is not None or flow_source == "mesh")
         use_reference = reference_scale > 0
         app = self.appearance_net.config
         once = app.reference_timestep is not None if reference_once is None else reference_once
@@ -371,8 +377,9 @@ class ICPortraitPipeline(DiffusionPipeline):
                 raise ICPortraitError(f"precomputed flows must have one per template ({b}) "
                                       "and one reference")
         elif needs_flow and flow_source == "mesh":
-            flows, masks = self._mesh_flows(profiles, templates, prepared_profiles,
-                                            prepared_templates, (h, w), device)
+            flows, masks, start_flows = self._mesh_flows(
+                profiles, templates, prepared_profiles, prepared_templates, (h, w), device,
+                pixels=warp_space == "image")
         elif needs_flow:
             match_noise = randn_tensor((b, k * c, h, 2 * w), generator=generator, device=device,
                                        dtype=dtype).reshape(b * k, c, h, 2 * w)
@@ -381,8 +388,8 @@ class ICPortraitPipeline(DiffusionPipeline):
                                   match_levels)
         if strength < 1:
             start = self._warp_start(profile_px, template_px, prof_bk, template_lat,
-                                     flows if warp_profile else None, k, masks,
-                                     warp_space).to(dtype)
+                                     (start_flows or flows) if warp_profile else None, k,
+                                     masks, warp_space, shown).to(dtype)
             latents = stitch(split(latents)[0], self.scheduler.add_noise(
                 start, split(noise)[1], timesteps[:1].expand(b)))
         # F_ref's appearance features, once per image: nothing in them depends on the sample.
@@ -435,21 +442,24 @@ class ICPortraitPipeline(DiffusionPipeline):
                                         flows=flows if return_flow else None, faces=faces)
 
     def _warp_start(self, profile_px, template_px, prof_bk, template_lat, flows, k,
-                    masks, space: str) -> torch.Tensor:
+                    masks, space: str, shown: bool) -> torch.Tensor:
         """Warp-initialised sampling's start latents (:func:`warp_init`), warped in the
         latent grid (``prof_bk``: the profile latents, once per template) or in pixels and
-        then encoded; ``masks``: the templates' face regions (size x size arrays), or None."""
+        then encoded; ``masks``: the templates' face regions (size x size arrays), or None;
+        ``shown``: the flows' scores say where the profile shows the face (:func:`warp_init`)."""
         source, target = (profile_px.repeat(template_lat.shape[0], 1, 1, 1), template_px) \
             if space == "image" else (prof_bk, template_lat)
         region = None if masks is None else _face_region(
             masks, target.shape[-2:], target.device, target.dtype)
-        start = warp_init(source, target, flows, k, region)
+        start = warp_init(source, target, flows, k, region, use_confidence=shown)
         return self.encode_images(start.clamp(-1, 1)) if space == "image" else start
 
     def _mesh_flows(self, profiles, templates, prepared_profiles, prepared_templates, grid,
-                    device):
-        """``flow_source="mesh"``: flows from the faces' meshes, and the templates' face
-        masks (from the aligned faces, or from meshes read on the model-size crops)."""
+                    device, pixels: bool = False):
+        """``flow_source="mesh"``: flows from the faces' meshes on the latent ``grid``, the
+        templates' face masks (from the aligned faces, or from meshes read on the model-size
+        crops) and, with ``pixels``, the flows on the pixel grid (the meshes' own detail, for
+        a warp start in pixels; else None)."""
         from icportrait.faces import face_mask
         from icportrait.pipelines.image_inputs import square_resize
         from icportrait.pipelines.mesh_flows import crop_mesh, mesh_flows
@@ -463,7 +473,8 @@ class ICPortraitPipeline(DiffusionPipeline):
             prof = [crop_mesh(square_resize(im, size), "profile") for im in profiles]
             tmpl = [crop_mesh(square_resize(im, size), "template") for im in templates]
             masks = [face_mask(m, (size, size)) for m in tmpl]
-        return mesh_flows(tmpl, prof, grid, size, device), masks
+        fine = mesh_flows(tmpl, prof, (size, size), size, device) if pixels else None
+        return mesh_flows(tmpl, prof, grid, size, device), masks, fine
 
     def _format(self, images: torch.Tensor, output_type: str, prepared, originals):
         if output_type == "pt" and prepared is None:

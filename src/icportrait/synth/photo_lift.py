@@ -11,62 +11,12 @@ OpenCV's affine warps), orthographic like mediapipe's depth.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from dataclasses import dataclass
-from functools import lru_cache
 
 import cv2
 import numpy as np
 
-
-@lru_cache(maxsize=1)
-def mesh_triangles() -> np.ndarray:
-    """Triangles (T x 3 vertex indices) of mediapipe's 468-point face mesh, from its edges."""
-    from mediapipe.python.solutions.face_mesh_connections import FACEMESH_TESSELATION
-
-    adj: dict[int, set[int]] = defaultdict(set)
-    for a, b in FACEMESH_TESSELATION:
-        adj[a].add(b)
-        adj[b].add(a)
-    tris = {tuple(sorted((a, b, c))) for a in adj for b in adj[a] for c in adj[a] & adj[b]}
-    return np.array(sorted(tris), dtype=np.int64)
-
-
-def fill_holes(triangles: np.ndarray) -> np.ndarray:
-    """Close the mesh's holes (eye openings, mouth) with fans; the outer rim stays open.
-
-    Boundary edges (used by one triangle) form loops; every loop but the longest (the face
-    outline) is a hole.
-    """
-    from collections import Counter
-
-    edges = Counter()
-    for t in triangles:
-        for a, b in ((t[0], t[1]), (t[1], t[2]), (t[2], t[0])):
-            edges[(min(a, b), max(a, b))] += 1
-    nxt: dict[int, list[int]] = defaultdict(list)
-    for (a, b), n in edges.items():
-        if n == 1:
-            nxt[a].append(b)
-            nxt[b].append(a)
-    loops, seen = [], set()
-    for start in list(nxt):
-        if start in seen:
-            continue
-        loop, prev, cur = [start], None, start
-        seen.add(start)
-        while True:
-            options = [v for v in nxt[cur] if v != prev and (v not in seen or v == start)]
-            if not options or options[0] == start:
-                break
-            prev, cur = cur, options[0]
-            loop.append(cur)
-            seen.add(cur)
-        if len(loop) >= 3:
-            loops.append(loop)
-    holes = sorted(loops, key=len)[:-1]
-    fans = [(loop[0], loop[k], loop[k + 1]) for loop in holes for k in range(1, len(loop) - 1)]
-    return np.concatenate([triangles, np.array(fans, np.int64).reshape(-1, 3)])
+from icportrait.faces.topology import fill_holes, mesh_triangles
 
 
 @dataclass(frozen=True)

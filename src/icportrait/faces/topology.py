@@ -1,0 +1,102 @@
+"""The face mesh's surface: mediapipe's 468-point mesh as triangles.
+
+The landmark model gives points and, in ``FACEMESH_TESSELATION``, the edges between them; the
+triangles are the edges' 3-cliques. Photo lifting renders them, and the mesh flow rasterises
+them (a triangulation of the points' 2D positions would fold where a turned face overlaps
+itself).
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from functools import lru_cache
+
+import numpy as np
+
+
+@lru_cache(maxsize=1)
+def mesh_triangles() -> np.ndarray:
+    """Triangles (T x 3 vertex indices) of mediapipe's 468-point face mesh, from its edges."""
+    from mediapipe.python.solutions.face_mesh_connections import FACEMESH_TESSELATION
+
+    adj: dict[int, set[int]] = defaultdict(set)
+    for a, b in FACEMESH_TESSELATION:
+        adj[a].add(b)
+        adj[b].add(a)
+    tris = {tuple(sorted((a, b, c))) for a in adj for b in adj[a] for c in adj[a] & adj[b]}
+    return np.array(sorted(tris), dtype=np.int64)
+
+
+def fill_holes(triangles: np.ndarray) -> np.ndarray:
+    """Close the mesh's holes (eye openings, mouth) with fans; the outer rim stays open.
+
+    Boundary edges (used by one triangle) form loops; every loop but the longest (the face
+    outline) is a hole.
+    """
+    edges = Counter()
+    for t in triangles:
+        for a, b in ((t[0], t[1]), (t[1], t[2]), (t[2], t[0])):
+            edges[(min(a, b), max(a, b))] += 1
+    nxt: dict[int, list[int]] = defaultdict(list)
+    for (a, b), n in edges.items():
+        if n == 1:
+            nxt[a].append(b)
+            nxt[b].append(a)
+    loops, seen = [], set()
+    for start in list(nxt):
+        if start in seen:
+            continue
+        loop, prev, cur = [start], None, start
+        seen.add(start)
+        while True:
+            options = [v for v in nxt[cur] if v != prev and (v not in seen or v == start)]
+            if not options or options[0] == start:
+                break
+            prev, cur = cur, options[0]
+            loop.append(cur)
+            seen.add(cur)
+        if len(loop) >= 3:
+            loops.append(loop)
+    holes = sorted(loops, key=len)[:-1]
+    fans = [(loop[0], loop[k], loop[k + 1]) for loop in holes for k in range(1, len(loop) - 1)]
+    return np.concatenate([triangles, np.array(fans, np.int64).reshape(-1, 3)])
+
+
+@lru_cache(maxsize=1)
+def surface_triangles() -> np.ndarray:
+    """The mesh's triangles with its holes closed (:func:`fill_holes`), all wound the same
+    way round the surface: two triangles sharing an edge run along it in opposite directions.
+    (:func:`mesh_triangles` lists each with sorted vertices, so in no particular winding.)
+    Then one sign of the projected area means "faces the camera" for every triangle."""
+    def edges(t) -> list[tuple[int, int]]:
+        return [tuple(sorted((t[k], t[(k + 1) % 3]))) for k in range(3)]
+
+    tris = [list(t) for t in fill_holes(mesh_triangles())]
+    uses = Counter(e for t in tris for e in edges(t))
+    # A 3-clique of edges around other triangles is no face of the surface: all its edges
+    # are then shared three ways (two such on mediapipe's mesh).
+    tris = [t for t in tris if min(uses[e] for e in edges(t)) < 3]
+    by_edge: dict[tuple[int, int], list[int]] = defaultdict(list)
+    for i, t in enumerate(tris):
+        for e in edges(t):
+            by_edge[e].append(i)
+    done = [False] * len(tris)
+    for seed in range(len(tris)):
+        if done[seed]:
+            continue
+        done[seed], stack = True, [seed]
+        while stack:
+            i = stack.pop()
+            t = tris[i]
+            for k in range(3):
+                a, b = t[k], t[(k + 1) % 3]
+                for j in by_edge[tuple(sorted((a, b)))]:
+                    if done[j]:
+                        continue
+                    u = tris[j]
+                    # j must run b -> a along the shared edge; flip it if it runs a -> b.
+                    if any(u[m] == a and u[(m + 1) % 3] == b for m in range(3)):
+                        u[1], u[2] = u[2], u[1]
+                    done[j] = True
+                    stack.append(j)
+    return np.array(tris, np.int64)
