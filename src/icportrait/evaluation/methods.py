@@ -17,9 +17,11 @@ pasted back) and, for IC-Portrait, the matching flow.
   frozen base model alone, which shows what the control nets add), ``icportrait:from-noise``
   (sampling from pure noise, the paper's, for a model whose default is warp-initialised),
   ``icportrait:gt-flow`` (synthetic only: the ground-truth flow instead of the matching
-  net's, no motion where it is unknown; what a perfect matching net would give),
-  ``icportrait:no-confidence`` (warped features not weighted by the match confidence, for an
-  appearance net trained with ``confidence_gate``), ``icportrait:appearance-per-step`` (the
+  net's; where it is unknown the warp start keeps the template; what a perfect matching net
+  would give), ``icportrait:no-confidence`` (warped features not weighted by the match
+  confidence, for an appearance net trained with ``confidence_gate``; and the face warped
+  even where a mesh or given flow says the profile does not show it),
+  ``icportrait:appearance-per-step`` (the
   appearance net on the noisy canvas at every step, for one trained to run once per image).
 - Baselines: ``classical-swap`` (landmark warp, colour transfer, Poisson blending),
   ``template`` (the template unchanged), ``masked-template`` (the template with the model's
