@@ -45,8 +45,8 @@ def mesh_correspondence(target_mesh: np.ndarray, source_mesh: np.ndarray,
 
 
 # A triangle the source shows at under this share of its area in the target (sizes divided
-# out) lends nothing; from the upper share on, all of it (measured on synth-small: cleaner
-# cheeks than (0.15, 0.5), with ID -> truth 0.484 against 0.488).
+# out) lends nothing; from the upper share on, all of it (on synth-small, (0.15, 0.5) left
+# more of the profile's background on turned cheeks).
 FORESHORTENING = (0.3, 0.7)
 
 
@@ -98,9 +98,23 @@ def _rasterise(points: np.ndarray, triangles: np.ndarray, xy: np.ndarray, shape:
     return tri, bary, depth
 
 
+def surface_depth(mesh: np.ndarray, image_size: int) -> np.ndarray:
+    """The depth of a face mesh's nearest camera-facing surface at each pixel of an
+    ``image_size`` px square crop ``(S, S)`` (inf off the face): what hides what."""
+    from icportrait.faces.topology import surface_triangles
+
+    side = int(image_size)
+    xy = np.stack(np.meshgrid(np.arange(side, dtype=np.float64),
+                              np.arange(side, dtype=np.float64), indexing="xy"), -1)
+    _, _, depth = _rasterise(np.asarray(mesh[:468], np.float64), surface_triangles(),
+                             xy.reshape(-1, 2), (side, side))
+    return depth.reshape(side, side)
+
+
 def face_mesh_correspondence(target_mesh: np.ndarray, source_mesh: np.ndarray,
                              grid: tuple[int, int], image_size: int,
                              depth_tolerance: float = 0.05,
+                             source_depth: np.ndarray | None = None,
                              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The flow target -> source of two face meshes (468 or 478 x 3: x, y in crop pixels,
     depth) along the face's own surface: each cell centre takes the barycentric position in
@@ -114,6 +128,7 @@ def face_mesh_correspondence(target_mesh: np.ndarray, source_mesh: np.ndarray,
     squeezed to under :data:`FORESHORTENING`'s lower share of its target area, or lies behind
     a nearer part of the source face (more than ``depth_tolerance`` of the face's width), 1
     from the upper share on. Outside the target's face the flow is "no motion".
+    ``source_depth``: the source's :func:`surface_depth`, when several grids share it.
     """
     from icportrait.faces.topology import surface_triangles
 
@@ -132,8 +147,6 @@ def face_mesh_correspondence(target_mesh: np.ndarray, source_mesh: np.ndarray,
     mapped = points.copy()
     corners = src[tris[tri[inside]]]                          # (n, 3, 3)
     mapped[inside] = np.einsum("ni,nij->nj", bary[inside], corners[..., :2])
-    # Is the point seen in the source? Its triangle must face the source camera, and the
-    # source's nearest surface where it lands must be (about) that point.
     # How squarely the source shows each triangle: its area relative to the target's (the
     # faces' sizes divided out); negative when it turns away from the source camera. A
     # triangle squeezed to a sliver at the silhouette holds no detail to pull from.
@@ -145,14 +158,12 @@ def face_mesh_correspondence(target_mesh: np.ndarray, source_mesh: np.ndarray,
     lo, hi = FORESHORTENING
     visible = np.zeros(h * w)
     visible[inside] = np.clip((ratio[tri[inside]] - lo) / (hi - lo), 0, 1)
-    s_side = int(image_size)
-    sg = np.stack(np.meshgrid(np.arange(s_side, dtype=np.float64),
-                              np.arange(s_side, dtype=np.float64), indexing="xy"), -1)
-    _, _, src_depth = _rasterise(src, tris, sg.reshape(-1, 2), (s_side, s_side))
-    src_depth = src_depth.reshape(s_side, s_side)
+    # Hidden: the source's nearest surface where the point lands is well in front of it. The
+    # farthest of the four pixels around: a point beside a nearer edge (the nose's) is not
+    # hidden by it.
+    src_depth = surface_depth(src, image_size) if source_depth is None else source_depth
+    s_side = src_depth.shape[0]
     z = np.einsum("ni,ni->n", bary[inside], corners[..., 2])
-    # The farthest of the four pixels around: a point beside a nearer edge (the nose's) is
-    # not hidden by it.
     x0, y0 = (np.clip(np.floor(mapped[inside][:, k]).astype(int), 0, s_side - 2) for k in (0, 1))
     seen = np.max([src_depth[y0 + dy, x0 + dx] for dy in (0, 1) for dx in (0, 1)], axis=0)
     width = float(np.ptp(src[:, 0])) or 1.0

@@ -54,19 +54,25 @@ def closest_reference(template: np.ndarray, profiles: list[np.ndarray]) -> int:
 
 
 def mesh_flows(template_meshes: list[np.ndarray], profile_meshes: list[np.ndarray],
-               grid: tuple[int, int], size: int, device=None) -> dict:
+               grid: tuple[int, int], size: int, device=None, pixel_grid: bool = False
+               ) -> dict:
     """Flows ``{grid: Match}`` template -> profile on the ``grid`` of cells of ``size`` px
     crops, one per template, each to its :func:`closest_reference`. The confidence is how
     well the profile shows each point of the template's face (1: squarely; 0: turned away,
-    hidden, or outside the template's mesh, where the flow is "no motion")."""
-    from icportrait.faces.correspondence import face_mesh_correspondence
+    hidden, or outside the template's mesh, where the flow is "no motion"). ``pixel_grid``:
+    also on the ``(size, size)`` pixel grid (the meshes' own detail, for a warp in pixels)."""
+    from icportrait.faces.correspondence import face_mesh_correspondence, surface_depth
 
-    flows, scores, refs = [], [], []
+    grids = list(dict.fromkeys([tuple(grid), *([(size, size)] if pixel_grid else [])]))
+    parts = {g: ([], [], []) for g in grids}
     for tm in template_meshes:
         r = closest_reference(tm, profile_meshes)
-        flow, _, shown = face_mesh_correspondence(tm, profile_meshes[r], grid, size)
-        flows.append(torch.from_numpy(flow))
-        scores.append(torch.from_numpy(shown.astype(np.float32)))
-        refs.append(torch.full(grid, r, dtype=torch.long))
-    return {tuple(grid): Match(torch.stack(flows).to(device), torch.stack(scores).to(device),
-                               torch.stack(refs).to(device))}
+        depth = surface_depth(profile_meshes[r], size)  # shared by the grids
+        for g in grids:
+            flow, _, shown = face_mesh_correspondence(tm, profile_meshes[r], g, size,
+                                                      source_depth=depth)
+            flows, scores, refs = parts[g]
+            flows.append(torch.from_numpy(flow))
+            scores.append(torch.from_numpy(shown.astype(np.float32)))
+            refs.append(torch.full(g, r, dtype=torch.long))
+    return {g: Match(*(torch.stack(x).to(device) for x in parts[g])) for g in grids}

@@ -473,8 +473,10 @@ class ICPortraitPipeline(DiffusionPipeline):
             prof = [crop_mesh(square_resize(im, size), "profile") for im in profiles]
             tmpl = [crop_mesh(square_resize(im, size), "template") for im in templates]
             masks = [face_mask(m, (size, size)) for m in tmpl]
-        fine = mesh_flows(tmpl, prof, (size, size), size, device) if pixels else None
-        return mesh_flows(tmpl, prof, grid, size, device), masks, fine
+        flows = mesh_flows(tmpl, prof, grid, size, device, pixel_grid=pixels)
+        fine = {(size, size): flows.pop((size, size))} \
+            if pixels and tuple(grid) != (size, size) else None
+        return flows, masks, fine
 
     def _format(self, images: torch.Tensor, output_type: str, prepared, originals):
         if output_type == "pt" and prepared is None:
