@@ -99,3 +99,47 @@ def test_surface_flow_follows_a_turned_face_and_knows_what_the_source_hides(hopp
     hidden_left = (shown[inside][left] < 0.5).mean()
     hidden_right = (shown[inside][~left] < 0.5).mean()
     assert max(hidden_left, hidden_right) > 5 * min(hidden_left, hidden_right) + 0.02
+
+
+def test_mirror_pairs_pair_each_point_with_its_mirror_image(hopper_crop_mesh):
+    from icportrait.faces.topology import mirror_pairs
+
+    perm = mirror_pairs()
+    np.testing.assert_array_equal(perm[perm], np.arange(468))
+    assert {1, 4, 10, 152} <= set(np.flatnonzero(perm == np.arange(468)))  # the midline
+    # Grace Hopper faces the camera: a point reflected across her face's vertical midline
+    # lands near its mirror point (a few % of the face's width; a wrong pair is far).
+    m = hopper_crop_mesh[:, :2]
+    mid = m[perm == np.arange(468), 0].mean()
+    reflected = m * [-1, 1] + [2 * mid, 0]
+    err = np.linalg.norm(reflected[perm] - m, axis=1) / np.ptp(m[:, 0])
+    assert np.median(err) < 0.03 and err.max() < 0.15
+
+
+def test_mirror_fill_takes_hidden_points_from_the_other_side(hopper_crop_mesh):
+    from icportrait.faces.correspondence import _rasterise, face_mesh_correspondence
+    from icportrait.faces.topology import mirror_pairs, surface_triangles
+
+    # A mirror-symmetric face, frontal as the target and turned 50 degrees as the source.
+    perm = mirror_pairs()
+    m = hopper_crop_mesh
+    mid = m[perm == np.arange(468), 0].mean()
+    reflect = np.array([-1.0, 1.0, 1.0])
+    sym = (m + (m * reflect + [2 * mid, 0, 0])[perm]) / 2
+    source, rot, c = _turned(sym, 50)
+    plain = face_mesh_correspondence(sym, source, (64, 64), 128)
+    flow, inside, shown = face_mesh_correspondence(sym, source, (64, 64), 128, mirror=perm)
+    np.testing.assert_array_equal(inside, plain[1])
+    filled = inside & (shown > plain[2])
+    assert filled.sum() > 0.1 * inside.sum()                  # the hidden side, filled
+    assert (shown >= plain[2]).all() and shown[inside].mean() > plain[2][inside].mean() + 0.1
+    # Each filled cell lands where the source shows its point's mirror image.
+    tris = surface_triangles()
+    xy = (np.stack(np.meshgrid(np.arange(64), np.arange(64)), -1).reshape(-1, 2) + 0.5) * 2 - 0.5
+    tri, bary, _ = _rasterise(sym, tris, xy, (64, 64))
+    sel = filled.ravel()
+    point = np.einsum("ni,nij->nj", bary[sel], sym[tris[tri[sel]]])
+    mirrored = point * reflect + [2 * mid, 0, 0]
+    want = ((mirrored - c) @ rot.T + c)[:, :2]
+    got = (flow.reshape(2, -1)[:, sel].T + 0.5) * 2 - 0.5
+    np.testing.assert_allclose(got, want, atol=1e-3)

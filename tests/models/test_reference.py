@@ -155,3 +155,29 @@ def test_warp_init_keeps_the_template_where_the_profile_does_not_show_the_face()
     assert torch.allclose(kept[..., 4:12, 4:8], torch.full((1, 3, 8, 4), 0.6), atol=1e-4)
     ignored = warp_init(profile, template, flows, region=region)
     assert (ignored[..., 4:12, 8:12] - template[..., 4:12, 8:12]).abs().max() > 0.5
+
+
+def test_warp_init_can_keep_the_profiles_skin_tone_under_the_templates_light():
+    # A flat profile face of one colour; a template face of another, lit from the left.
+    colour = torch.tensor([0.30, 0.20, 0.15]).view(1, 3, 1, 1)    # in [0, 1]
+    profile = (colour * 2 - 1).expand(1, 3, 32, 32).clone()
+    shading = torch.linspace(1.2, 0.6, 32).view(1, 1, 1, 32)
+    template = (torch.tensor([0.8, 0.6, 0.5]).view(1, 3, 1, 1) * shading) * 2 - 1
+    region = torch.zeros(1, 1, 32, 32)
+    region[..., 8:24, 8:24] = 1
+    flows = {(32, 32): Match(identity_flow(1, 32, 32), torch.ones(1, 32, 32),
+                             torch.zeros(1, 32, 32).long())}
+    toned = (warp_init(profile, template, flows, region=region, profile_tone=True) + 1) / 2
+    plain = (warp_init(profile, template, flows, region=region) + 1) / 2
+    face = toned[..., 8:24, 8:24]
+    # The face's mean colour is the profile's; the template's gradient of light stays.
+    assert torch.allclose(face.mean((-2, -1)), colour.view(1, 3), atol=0.01)
+    def left_over_right(x):
+        return x[..., :, :4].mean() / x[..., :, -4:].mean()
+
+    assert left_over_right(face) > 1.15
+    assert torch.isclose(left_over_right(face), left_over_right(plain[..., 8:24, 8:24]),
+                         rtol=0.02)
+    # Without it, the template's skin tone.
+    assert (plain[..., 8:24, 8:24].mean((-2, -1)) - colour.view(1, 3)).abs().min() > 0.2
+    assert torch.equal(toned[..., 0, 0], (template[..., 0, 0] + 1) / 2)  # outside the face

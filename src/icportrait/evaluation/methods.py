@@ -21,6 +21,10 @@ pasted back) and, for IC-Portrait, the matching flow.
   would give), ``icportrait:no-confidence`` (warped features not weighted by the match
   confidence, for an appearance net trained with ``confidence_gate``; and the face warped
   even where a mesh or given flow says the profile does not show it),
+  ``icportrait:mirror-fill`` (mesh flows: where the profile does not show a point of the
+  template's face, the mirror image of the profile's other side instead of the template),
+  ``icportrait:profile-tone`` (the warped face keeps the profile's mean colour, its skin
+  tone, instead of taking the template's),
   ``icportrait:appearance-per-step`` (the
   appearance net on the noisy canvas at every step, for one trained to run once per image).
 - Baselines: ``classical-swap`` (landmark warp, colour transfer, Poisson blending),
@@ -59,6 +63,8 @@ ABLATIONS = {
     "icportrait:image-warp": {"warp_space": "image"},
     "icportrait:latent-warp": {"warp_space": "latent"},
     "icportrait:no-confidence": {"use_confidence": False},
+    "icportrait:mirror-fill": {"mirror_fill": True},
+    "icportrait:profile-tone": {"profile_tone": True},
     "icportrait:appearance-per-step": {"reference_once": False},
 }
 BASELINES = ("classical-swap", "template", "masked-template", "gt-warp")

@@ -115,6 +115,7 @@ def face_mesh_correspondence(target_mesh: np.ndarray, source_mesh: np.ndarray,
                              grid: tuple[int, int], image_size: int,
                              depth_tolerance: float = 0.05,
                              source_depth: np.ndarray | None = None,
+                             mirror: np.ndarray | None = None,
                              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The flow target -> source of two face meshes (468 or 478 x 3: x, y in crop pixels,
     depth) along the face's own surface: each cell centre takes the barycentric position in
@@ -144,30 +145,44 @@ def face_mesh_correspondence(target_mesh: np.ndarray, source_mesh: np.ndarray,
     points = np.stack([xs.ravel(), ys.ravel()], 1)
     tri, bary, _ = _rasterise(tgt, tris, points, (h, w))
     inside = tri >= 0
-    mapped = points.copy()
-    corners = src[tris[tri[inside]]]                          # (n, 3, 3)
-    mapped[inside] = np.einsum("ni,nij->nj", bary[inside], corners[..., :2])
-    # How squarely the source shows each triangle: its area relative to the target's (the
-    # faces' sizes divided out); negative when it turns away from the source camera. A
-    # triangle squeezed to a sliver at the silhouette holds no detail to pull from.
-    src_area, src_front = _front_sign(src, tris)
     tgt_area, tgt_front = _front_sign(tgt, tris)
     front = tgt_area * tgt_front > 0
+    src_area, src_front = _front_sign(src, tris)
     scale = np.abs(src_area[front]).sum() / max(np.abs(tgt_area[front]).sum(), 1e-9)
-    ratio = src_area * src_front / np.maximum(np.abs(tgt_area), 1e-9) / scale
-    lo, hi = FORESHORTENING
-    visible = np.zeros(h * w)
-    visible[inside] = np.clip((ratio[tri[inside]] - lo) / (hi - lo), 0, 1)
-    # Hidden: the source's nearest surface where the point lands is well in front of it. The
-    # farthest of the four pixels around: a point beside a nearer edge (the nose's) is not
-    # hidden by it.
     src_depth = surface_depth(src, image_size) if source_depth is None else source_depth
-    s_side = src_depth.shape[0]
-    z = np.einsum("ni,ni->n", bary[inside], corners[..., 2])
-    x0, y0 = (np.clip(np.floor(mapped[inside][:, k]).astype(int), 0, s_side - 2) for k in (0, 1))
-    seen = np.max([src_depth[y0 + dy, x0 + dx] for dy in (0, 1) for dx in (0, 1)], axis=0)
     width = float(np.ptp(src[:, 0])) or 1.0
-    visible[inside] *= z <= seen + depth_tolerance * width
+
+    def carry(points_src: np.ndarray, sign: float) -> tuple[np.ndarray, np.ndarray]:
+        """The target's cells carried to the same triangles of ``points_src``, and how well
+        the source shows them there."""
+        corners = points_src[tris[tri[inside]]]                      # (n, 3, 3)
+        landed = np.einsum("ni,nij->nj", bary[inside], corners[..., :2])
+        # How squarely the source shows each triangle: its area relative to the target's
+        # (the faces' sizes divided out); negative when it turns away from the source
+        # camera. A triangle squeezed to a sliver at the silhouette holds no detail.
+        area, _ = _front_sign(points_src, tris)
+        ratio = area * sign / np.maximum(np.abs(tgt_area), 1e-9) / scale
+        lo, hi = FORESHORTENING
+        shown = np.clip((ratio[tri[inside]] - lo) / (hi - lo), 0, 1)
+        # Hidden: the source's nearest surface where the point lands is well in front of
+        # it. The farthest of the four pixels around: a point beside a nearer edge (the
+        # nose's) is not hidden by it.
+        s_side = src_depth.shape[0]
+        z = np.einsum("ni,ni->n", bary[inside], corners[..., 2])
+        x0, y0 = (np.clip(np.floor(landed[:, k]).astype(int), 0, s_side - 2) for k in (0, 1))
+        seen = np.max([src_depth[y0 + dy, x0 + dx] for dy in (0, 1) for dx in (0, 1)], axis=0)
+        return landed, shown * (z <= seen + depth_tolerance * width)
+
+    mapped = points.copy()
+    visible = np.zeros(h * w)
+    mapped[inside], visible[inside] = carry(src, src_front)
+    if mirror is not None:
+        # The same point on the other side of the profile's face (mirror-image triangles
+        # wind the other way round), where that shows better: a face is nearly symmetric.
+        m_landed, m_shown = carry(src[mirror], -src_front)
+        better = m_shown > visible[inside]
+        idx = np.flatnonzero(inside)[better]
+        mapped[idx], visible[idx] = m_landed[better], m_shown[better]
     cells = np.stack([(mapped[:, 0] + 0.5) / sx - 0.5, (mapped[:, 1] + 0.5) / sy - 0.5])
     return (cells.reshape(2, h, w).astype(np.float32), inside.reshape(h, w),
             visible.reshape(h, w))

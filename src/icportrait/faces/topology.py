@@ -3,15 +3,20 @@
 The landmark model gives points and, in ``FACEMESH_TESSELATION``, the edges between them; the
 triangles are the edges' 3-cliques. Photo lifting renders them, and the mesh flow rasterises
 them (a triangulation of the points' 2D positions would fold where a turned face overlaps
-itself).
+itself). :func:`mirror_pairs` says which point is which point's mirror image across the face;
+reproduce its data file with ``python -m icportrait.faces.topology``.
 """
 
 from __future__ import annotations
 
+import json
 from collections import Counter, defaultdict
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
+
+MIRROR_PATH = Path(__file__).parent / "data" / "mesh_mirror.json"
 
 
 @lru_cache(maxsize=1)
@@ -100,3 +105,55 @@ def surface_triangles() -> np.ndarray:
                     done[j] = True
                     stack.append(j)
     return np.array(tris, np.int64)
+
+
+@lru_cache(maxsize=1)
+def mirror_pairs() -> np.ndarray:
+    """``perm`` (468,): ``perm[i]`` is the mesh point at point i's mirror image across the
+    face (midline points are their own); ``perm[perm] == identity``."""
+    return np.array(json.loads(MIRROR_PATH.read_text())["mirror"], np.int64)
+
+
+def build_mirror_pairs(images: list[np.ndarray]) -> np.ndarray:
+    """:func:`mirror_pairs` from frontal portraits: the mesh model labels points by where they
+    appear, so a photo's mirror image, flipped back, has the photo's own geometry with each
+    point under its mirror's label. One-to-one nearest points of the two (averaged over the
+    photos) pair the labels."""
+    from scipy.optimize import linear_sum_assignment
+
+    from icportrait.faces.detect import detect_faces, select_face
+    from icportrait.faces.landmarks import face_mesh
+
+    def normalised(p: np.ndarray) -> np.ndarray:
+        p = p - p.mean(0)
+        return p / np.sqrt((p ** 2).sum(1).mean())
+
+    own, swapped = [], []
+    for img in images:
+        flipped = np.ascontiguousarray(img[:, ::-1])
+        own.append(normalised(face_mesh(img, select_face(detect_faces(img)))[:468]))
+        back = face_mesh(flipped, select_face(detect_faces(flipped)))[:468].astype(np.float64)
+        back[:, 0] = img.shape[1] - 1 - back[:, 0]
+        swapped.append(normalised(back))
+    a, b = np.mean(own, 0), np.mean(swapped, 0)
+    rows, cols = linear_sum_assignment(((a[:, None] - b[None]) ** 2).sum(-1))
+    perm = np.empty(len(a), np.int64)
+    perm[rows] = cols
+    if not (perm[perm] == np.arange(len(perm))).all():
+        raise ValueError("mirror pairs are not symmetric: use frontal portraits")
+    return perm
+
+
+def main() -> None:
+    from icportrait.faces.samples import SAMPLE_NAMES, load_sample
+    from icportrait.io import atomic_write_text
+
+    perm = build_mirror_pairs([load_sample(n) for n in SAMPLE_NAMES])
+    atomic_write_text(MIRROR_PATH, json.dumps(
+        {"made_by": "python -m icportrait.faces.topology", "mirror": perm.tolist()},
+        separators=(",", ":")) + "\n")
+    print(f"wrote {MIRROR_PATH} ({int((perm == np.arange(len(perm))).sum())} midline points)")
+
+
+if __name__ == "__main__":
+    main()

@@ -197,7 +197,8 @@ def blur(latents: torch.Tensor, sigma: float) -> torch.Tensor:
 
 def warp_init(profile: torch.Tensor, template: torch.Tensor, flows: Flows | None,
               num_refs: int = 1, region: torch.Tensor | None = None,
-              light_sigma: float = LIGHT_SIGMA, use_confidence: bool = False) -> torch.Tensor:
+              light_sigma: float = LIGHT_SIGMA, use_confidence: bool = False,
+              profile_tone: bool = False) -> torch.Tensor:
     """Where warp-initialised sampling starts the portrait: the profile ``(B * K, C, h, w)``
     (latents, or pixels: a grid finer than the flow's gets it resampled smoothly) pulled
     along the flow (bilinear, so sub-cell matches keep their position), with its low
@@ -205,7 +206,10 @@ def warp_init(profile: torch.Tensor, template: torch.Tensor, flows: Flows | None
     ``region`` ``(B, 1, h, w)`` in [0, 1] (the template's face) the template itself, and
     inside it both blurs taken over the region only. ``use_confidence``: the flow's score,
     in [0, 1], is how far the profile shows each point (mesh flows, ground truth); where it
-    does not, the template stays. Without flows (the no-matching ablation), the template."""
+    does not, the template stays. ``profile_tone`` (pixels in [-1, 1] only, with a
+    ``region``): the face keeps the profile's mean colour (its skin tone) under the
+    template's light, i.e. the template's low frequencies scaled per channel by the ratio
+    of the two faces' mean colours. Without flows (the no-matching ablation), the template."""
     if flows is None:
         return template
     h, w = template.shape[-2:]
@@ -215,13 +219,24 @@ def warp_init(profile: torch.Tensor, template: torch.Tensor, flows: Flows | None
     sigma = light_sigma * w
     if region is None and not use_confidence:
         return warped - blur(warped, sigma) + blur(template, sigma)
+    face_known = region is not None  # the skin tone is measured on the face only
     if region is None:  # e.g. ground-truth flows on an unaligned render: the confidence alone
         region = torch.ones_like(template[:, :1])
     shown = region * m.score[:, None].clamp(0, 1).to(region) if use_confidence else region
     # Light and tone from the face only: a blur normalised over the region, so that the
     # background and hair around either face do not tint the other.
-    relit = warped - masked_blur(warped, shown, sigma) + masked_blur(template, region, sigma)
+    light = masked_blur(template, region, sigma)
+    if profile_tone and face_known:
+        light = (light + 1) * face_colour(warped, shown) / face_colour(template, region) - 1
+    relit = warped - masked_blur(warped, shown, sigma) + light
     return shown * relit + (1 - shown) * template
+
+
+def face_colour(pixels: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """The mean colour ``(B, C, 1, 1)`` of ``pixels`` in [-1, 1] weighted by ``weight``
+    ``(B, 1, h, w)``, in [0, 1] (floored so that a ratio of two stays finite)."""
+    total = (weight.sum((-2, -1), keepdim=True)).clamp_min(1e-6)
+    return (((pixels + 1) / 2 * weight).sum((-2, -1), keepdim=True) / total).clamp_min(0.02)
 
 
 def masked_blur(x: torch.Tensor, weight: torch.Tensor, sigma: float) -> torch.Tensor:

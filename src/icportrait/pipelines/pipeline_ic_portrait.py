@@ -17,8 +17,9 @@ One ``__call__``, following IC-Portrait (arXiv 2501.17159, Figure 3):
    With ``strength`` < 1 (warp-initialised sampling, the default of the tiny model) the
    target half does not start from pure noise: it starts from the profile (its latent, or
    its photo then encoded: ``warp_space``) pulled along the flow (the matching net's, or
-   the face meshes': ``flow_source``), relit with the template's low frequencies and kept
-   to the template's face (:func:`~icportrait.models.reference.warp_init`), noised to
+   the face meshes': ``flow_source``), relit with the template's low frequencies (in
+   pixels, optionally keeping the profile's skin tone: ``profile_tone``) and kept to the
+   template's face (:func:`~icportrait.models.reference.warp_init`), noised to
    ``strength`` x the schedule, and only the last ``strength`` share of the steps run (as
    SDEdit / diffusers' img2img do). ``strength=1`` is the paper's sampling from noise.
 4. The target half is decoded: the portrait. Optionally it is pasted back into the template
@@ -220,6 +221,8 @@ class ICPortraitPipeline(DiffusionPipeline):
         warp_profile: bool = True,
         warp_space: str | None = None,
         flow_source: str | None = None,
+        mirror_fill: bool = False,
+        profile_tone: bool = False,
         flows: Flows | None = None,
         generator: torch.Generator | list[torch.Generator] | None = None,
         align_faces: bool = False,
@@ -273,6 +276,16 @@ class ICPortraitPipeline(DiffusionPipeline):
                 faces (piecewise affine, the classical swap's correspondence; follows a turned
                 head), each template matched to the one profile photo nearest its pose, with
                 confidence 0 outside the template's mesh. Precomputed ``flows`` replace both.
+            mirror_fill: with mesh flows, a point of the template's face that the profile
+                does not show (the far side of a turned head) is taken from its mirror image
+                across the profile's face where that shows, instead of keeping the template
+                there (ablation ``mirror-fill``; off by default: seams where the two sides
+                meet, docs/sampling.md).
+            profile_tone: with ``warp_space="image"``, the warped face keeps the profile's
+                skin tone (its mean colour, and with it the profile photo's light colour)
+                under the template's light, instead of the template's (ablation
+                ``profile-tone``; off by default: the face can then stand out from the
+                template's neck and ears, docs/sampling.md).
             flows: precomputed target -> profile flows ``{(h, w): Match}`` (keys: the half's
                 feature size) used instead of the matching net's, e.g. a ground-truth flow
                 (the ``gt-flow`` ablation); one reference only, cached flow mode.
@@ -379,7 +392,7 @@ class ICPortraitPipeline(DiffusionPipeline):
         elif needs_flow and flow_source == "mesh":
             flows, masks, start_flows = self._mesh_flows(
                 profiles, templates, prepared_profiles, prepared_templates, (h, w), device,
-                pixels=warp_space == "image")
+                pixels=warp_space == "image", mirror_fill=mirror_fill)
         elif needs_flow:
             match_noise = randn_tensor((b, k * c, h, 2 * w), generator=generator, device=device,
                                        dtype=dtype).reshape(b * k, c, h, 2 * w)
@@ -389,7 +402,7 @@ class ICPortraitPipeline(DiffusionPipeline):
         if strength < 1:
             start = self._warp_start(profile_px, template_px, prof_bk, template_lat,
                                      (start_flows or flows) if warp_profile else None, k,
-                                     masks, warp_space, shown).to(dtype)
+                                     masks, warp_space, shown, profile_tone).to(dtype)
             latents = stitch(split(latents)[0], self.scheduler.add_noise(
                 start, split(noise)[1], timesteps[:1].expand(b)))
         # F_ref's appearance features, once per image: nothing in them depends on the sample.
@@ -442,20 +455,22 @@ class ICPortraitPipeline(DiffusionPipeline):
                                         flows=flows if return_flow else None, faces=faces)
 
     def _warp_start(self, profile_px, template_px, prof_bk, template_lat, flows, k,
-                    masks, space: str, shown: bool) -> torch.Tensor:
+                    masks, space: str, shown: bool, profile_tone: bool) -> torch.Tensor:
         """Warp-initialised sampling's start latents (:func:`warp_init`), warped in the
         latent grid (``prof_bk``: the profile latents, once per template) or in pixels and
         then encoded; ``masks``: the templates' face regions (size x size arrays), or None;
-        ``shown``: the flows' scores say where the profile shows the face (:func:`warp_init`)."""
+        ``shown``: the flows' scores say where the profile shows the face; ``profile_tone``:
+        keep the profile's skin tone (pixels only; :func:`warp_init`)."""
         source, target = (profile_px.repeat(template_lat.shape[0], 1, 1, 1), template_px) \
             if space == "image" else (prof_bk, template_lat)
         region = None if masks is None else _face_region(
             masks, target.shape[-2:], target.device, target.dtype)
-        start = warp_init(source, target, flows, k, region, use_confidence=shown)
+        start = warp_init(source, target, flows, k, region, use_confidence=shown,
+                          profile_tone=profile_tone and space == "image")
         return self.encode_images(start.clamp(-1, 1)) if space == "image" else start
 
     def _mesh_flows(self, profiles, templates, prepared_profiles, prepared_templates, grid,
-                    device, pixels: bool = False):
+                    device, pixels: bool = False, mirror_fill: bool = False):
         """``flow_source="mesh"``: flows from the faces' meshes on the latent ``grid``, the
         templates' face masks (from the aligned faces, or from meshes read on the model-size
         crops) and, with ``pixels``, the flows on the pixel grid (the meshes' own detail, for
@@ -473,7 +488,8 @@ class ICPortraitPipeline(DiffusionPipeline):
             prof = [crop_mesh(square_resize(im, size), "profile") for im in profiles]
             tmpl = [crop_mesh(square_resize(im, size), "template") for im in templates]
             masks = [face_mask(m, (size, size)) for m in tmpl]
-        flows = mesh_flows(tmpl, prof, grid, size, device, pixel_grid=pixels)
+        flows = mesh_flows(tmpl, prof, grid, size, device, pixel_grid=pixels,
+                           mirror_fill=mirror_fill)
         fine = {(size, size): flows.pop((size, size))} \
             if pixels and tuple(grid) != (size, size) else None
         return flows, masks, fine
