@@ -116,7 +116,8 @@ def test_mirror_pairs_pair_each_point_with_its_mirror_image(hopper_crop_mesh):
     assert np.median(err) < 0.03 and err.max() < 0.15
 
 
-def test_mirror_fill_takes_hidden_points_from_the_other_side(hopper_crop_mesh):
+def test_mirror_correspondence_finds_what_the_source_hides_on_the_other_side(
+        hopper_crop_mesh):
     from icportrait.faces.correspondence import _rasterise, face_mesh_correspondence
     from icportrait.faces.topology import mirror_pairs, surface_triangles
 
@@ -127,19 +128,20 @@ def test_mirror_fill_takes_hidden_points_from_the_other_side(hopper_crop_mesh):
     reflect = np.array([-1.0, 1.0, 1.0])
     sym = (m + (m * reflect + [2 * mid, 0, 0])[perm]) / 2
     source, rot, c = _turned(sym, 50)
-    plain = face_mesh_correspondence(sym, source, (64, 64), 128)
-    flow, inside, shown = face_mesh_correspondence(sym, source, (64, 64), 128, mirror=perm)
-    np.testing.assert_array_equal(inside, plain[1])
-    filled = inside & (shown > plain[2])
-    assert filled.sum() > 0.1 * inside.sum()                  # the hidden side, filled
-    assert (shown >= plain[2]).all() and shown[inside].mean() > plain[2][inside].mean() + 0.1
-    # Each filled cell lands where the source shows its point's mirror image.
+    _, inside, direct = face_mesh_correspondence(sym, source, (64, 64), 128)
+    flow, mirrored_inside, shown = face_mesh_correspondence(sym, source, (64, 64), 128,
+                                                            mirror=perm)
+    np.testing.assert_array_equal(mirrored_inside, inside)
+    # The turned source hides one side of the face; it shows most of that side's mirror.
+    hidden = inside & (direct < 0.5)
+    assert hidden.sum() > 0.1 * inside.sum() and shown[hidden].mean() > 0.7
+    assert np.maximum(direct, shown)[inside].mean() > direct[inside].mean() + 0.1
+    # Each cell lands where the source shows its point's mirror image.
     tris = surface_triangles()
     xy = (np.stack(np.meshgrid(np.arange(64), np.arange(64)), -1).reshape(-1, 2) + 0.5) * 2 - 0.5
     tri, bary, _ = _rasterise(sym, tris, xy, (64, 64))
-    sel = filled.ravel()
+    sel = inside.ravel()
     point = np.einsum("ni,nij->nj", bary[sel], sym[tris[tri[sel]]])
-    mirrored = point * reflect + [2 * mid, 0, 0]
-    want = ((mirrored - c) @ rot.T + c)[:, :2]
+    want = ((point * reflect + [2 * mid, 0, 0] - c) @ rot.T + c)[:, :2]
     got = (flow.reshape(2, -1)[:, sel].T + 0.5) * 2 - 0.5
     np.testing.assert_allclose(got, want, atol=1e-3)

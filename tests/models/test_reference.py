@@ -181,3 +181,30 @@ def test_warp_init_can_keep_the_profiles_skin_tone_under_the_templates_light():
     # Without it, the template's skin tone.
     assert (plain[..., 8:24, 8:24].mean((-2, -1)) - colour.view(1, 3)).abs().min() > 0.2
     assert torch.equal(toned[..., 0, 0], (template[..., 0, 0] + 1) / 2)  # outside the face
+
+
+def test_warp_init_fills_what_the_profile_hides_from_stand_in_points_blended():
+    # Detail only in the profile's left half; the flow points at the right half, which
+    # shows less and less from left to right; the stand-in (fill) flow points at the left.
+    profile = torch.zeros(1, 1, 16, 16)
+    profile[..., 0:16:2, 0:8] = 1.0                       # stripes: the left half's detail
+    template = torch.zeros(1, 1, 16, 16)
+    region = torch.ones(1, 1, 16, 16)
+    to_right = identity_flow(1, 16, 16)
+    to_right[:, 0] = to_right[:, 0] % 8 + 8
+    to_left = identity_flow(1, 16, 16)
+    to_left[:, 0] = to_left[:, 0] % 8
+    fade = torch.linspace(1, 0, 16).view(1, 1, 16).expand(1, 16, 16)
+    refs = torch.zeros(1, 16, 16).long()
+    flows = {(16, 16): Match(to_right, fade, refs)}
+    fill = {(16, 16): Match(to_left, torch.ones(1, 16, 16), refs)}
+    alone = warp_init(profile, template, flows, region=region, use_confidence=True)
+    filled = warp_init(profile, template, flows, region=region, use_confidence=True, fill=fill)
+    assert alone.abs().max() < 1e-5               # the right half has no detail
+    stripes = filled[0, 0, 0] - filled[0, 0, 1]   # row 0 striped, row 1 not
+    # The stand-in's detail comes in as the flow's own points show less: a ramp, no switch.
+    assert stripes[-1] > 0.8 and stripes[0] < 0.05
+    assert (stripes[1:] - stripes[:-1] > -1e-4).all()
+    # without the confidence there is nothing to fill: the flow alone
+    assert torch.equal(warp_init(profile, template, flows, region=region, fill=fill),
+                       warp_init(profile, template, flows, region=region))

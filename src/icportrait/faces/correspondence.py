@@ -130,6 +130,9 @@ def face_mesh_correspondence(target_mesh: np.ndarray, source_mesh: np.ndarray,
     a nearer part of the source face (more than ``depth_tolerance`` of the face's width), 1
     from the upper share on. Outside the target's face the flow is "no motion".
     ``source_depth``: the source's :func:`surface_depth`, when several grids share it.
+    ``mirror``: mirror pairs (:func:`~icportrait.faces.topology.mirror_pairs`): the flow to
+    each point's mirror image across the source face instead, and how well the source shows
+    that (a face is nearly symmetric: it can stand in for a side the source hides).
     """
     from icportrait.faces.topology import surface_triangles
 
@@ -175,14 +178,10 @@ def face_mesh_correspondence(target_mesh: np.ndarray, source_mesh: np.ndarray,
 
     mapped = points.copy()
     visible = np.zeros(h * w)
-    mapped[inside], visible[inside] = carry(src, src_front)
-    if mirror is not None:
-        # The same point on the other side of the profile's face (mirror-image triangles
-        # wind the other way round), where that shows better: a face is nearly symmetric.
-        m_landed, m_shown = carry(src[mirror], -src_front)
-        better = m_shown > visible[inside]
-        idx = np.flatnonzero(inside)[better]
-        mapped[idx], visible[idx] = m_landed[better], m_shown[better]
+    # To the mirror points: the same triangles of the source relabelled by the mirror pairs,
+    # which wind the other way round.
+    mapped[inside], visible[inside] = carry(src, src_front) if mirror is None \
+        else carry(src[mirror], -src_front)
     cells = np.stack([(mapped[:, 0] + 0.5) / sx - 0.5, (mapped[:, 1] + 0.5) / sy - 0.5])
     return (cells.reshape(2, h, w).astype(np.float32), inside.reshape(h, w),
             visible.reshape(h, w))

@@ -198,7 +198,7 @@ def blur(latents: torch.Tensor, sigma: float) -> torch.Tensor:
 def warp_init(profile: torch.Tensor, template: torch.Tensor, flows: Flows | None,
               num_refs: int = 1, region: torch.Tensor | None = None,
               light_sigma: float = LIGHT_SIGMA, use_confidence: bool = False,
-              profile_tone: bool = False) -> torch.Tensor:
+              profile_tone: bool = False, fill: Flows | None = None) -> torch.Tensor:
     """Where warp-initialised sampling starts the portrait: the profile ``(B * K, C, h, w)``
     (latents, or pixels: a grid finer than the flow's gets it resampled smoothly) pulled
     along the flow (bilinear, so sub-cell matches keep their position), with its low
@@ -209,11 +209,19 @@ def warp_init(profile: torch.Tensor, template: torch.Tensor, flows: Flows | None
     does not, the template stays. ``profile_tone`` (pixels in [-1, 1] only, with a
     ``region``): the face keeps the profile's mean colour (its skin tone) under the
     template's light, i.e. the template's low frequencies scaled per channel by the ratio
-    of the two faces' mean colours. Without flows (the no-matching ablation), the template."""
+    of the two faces' mean colours. ``fill`` (with ``use_confidence``): flows to stand-in
+    points (e.g. the mirror image across the profile's face), scored the same way; what the
+    flow's own points lack of being shown, up to the stand-in's score, is taken from there,
+    blended, so that the switch is as smooth as the scores. Without flows (the no-matching
+    ablation), the template."""
     if flows is None:
         return template
     h, w = template.shape[-2:]
-    m = flows[(h, w)] if (h, w) in flows else smooth_flow_at(flows, (h, w))
+
+    def at_size(f: Flows):
+        return f[(h, w)] if (h, w) in f else smooth_flow_at(f, (h, w))
+
+    m = at_size(flows)
     src = profile.reshape(template.shape[0], num_refs, *profile.shape[1:])
     warped = warp(src, m.flow, m.ref, mode="bilinear")
     sigma = light_sigma * w
@@ -229,7 +237,14 @@ def warp_init(profile: torch.Tensor, template: torch.Tensor, flows: Flows | None
     if profile_tone and face_known:
         light = (light + 1) * face_colour(warped, shown) / face_colour(template, region) - 1
     relit = warped - masked_blur(warped, shown, sigma) + light
-    return shown * relit + (1 - shown) * template
+    out = shown * relit + (1 - shown) * template
+    if fill is None or not use_confidence:
+        return out
+    f = at_size(fill)
+    stand_in = warp(src, f.flow, f.ref, mode="bilinear")
+    share = (region - shown).clamp_min(0) * f.score[:, None].clamp(0, 1).to(region)
+    relit = stand_in - masked_blur(stand_in, share, sigma) + light
+    return out + share * (relit - template)
 
 
 def face_colour(pixels: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:

@@ -55,18 +55,18 @@ def closest_reference(template: np.ndarray, profiles: list[np.ndarray]) -> int:
 
 def mesh_flows(template_meshes: list[np.ndarray], profile_meshes: list[np.ndarray],
                grid: tuple[int, int], size: int, device=None, pixel_grid: bool = False,
-               mirror_fill: bool = False) -> dict:
+               mirror: bool = False) -> dict:
     """Flows ``{grid: Match}`` template -> profile on the ``grid`` of cells of ``size`` px
     crops, one per template, each to its :func:`closest_reference`. The confidence is how
     well the profile shows each point of the template's face (1: squarely; 0: turned away,
     hidden, or outside the template's mesh, where the flow is "no motion"). ``pixel_grid``:
     also on the ``(size, size)`` pixel grid (the meshes' own detail, for a warp in pixels).
-    ``mirror_fill``: a point the profile does not show comes from its mirror image across the
-    profile's face, where that shows."""
+    ``mirror``: the flows to each point's mirror image across the profile's face instead,
+    scored by how well the profile shows that (to fill in what it hides)."""
     from icportrait.faces.correspondence import face_mesh_correspondence, surface_depth
     from icportrait.faces.topology import mirror_pairs
 
-    mirror = mirror_pairs() if mirror_fill else None
+    pairs = mirror_pairs() if mirror else None
 
     grids = list(dict.fromkeys([tuple(grid), *([(size, size)] if pixel_grid else [])]))
     parts = {g: ([], [], []) for g in grids}
@@ -75,7 +75,7 @@ def mesh_flows(template_meshes: list[np.ndarray], profile_meshes: list[np.ndarra
         depth = surface_depth(profile_meshes[r], size)  # shared by the grids
         for g in grids:
             flow, _, shown = face_mesh_correspondence(tm, profile_meshes[r], g, size,
-                                                      source_depth=depth, mirror=mirror)
+                                                      source_depth=depth, mirror=pairs)
             flows, scores, refs = parts[g]
             flows.append(torch.from_numpy(flow))
             scores.append(torch.from_numpy(shown.astype(np.float32)))

@@ -377,6 +377,7 @@ class ICPortraitPipeline(DiffusionPipeline):
 
         residuals = None
         start_flows = None  # a finer flow for the warp start than the latent grid's
+        fill = None  # flows to the mirror points, for what the profile hides (mirror_fill)
         # Mesh and given (ground-truth) flows score where the profile shows each point; the
         # matching net's score is a match strength, not that.
         shown = use_confidence and (flows is not None or flow_source == "mesh")
@@ -390,7 +391,7 @@ class ICPortraitPipeline(DiffusionPipeline):
                 raise ICPortraitError(f"precomputed flows must have one per template ({b}) "
                                       "and one reference")
         elif needs_flow and flow_source == "mesh":
-            flows, masks, start_flows = self._mesh_flows(
+            flows, masks, start_flows, fill = self._mesh_flows(
                 profiles, templates, prepared_profiles, prepared_templates, (h, w), device,
                 pixels=warp_space == "image", mirror_fill=mirror_fill)
         elif needs_flow:
@@ -402,7 +403,8 @@ class ICPortraitPipeline(DiffusionPipeline):
         if strength < 1:
             start = self._warp_start(profile_px, template_px, prof_bk, template_lat,
                                      (start_flows or flows) if warp_profile else None, k,
-                                     masks, warp_space, shown, profile_tone).to(dtype)
+                                     masks, warp_space, shown, profile_tone,
+                                     fill if warp_profile else None).to(dtype)
             latents = stitch(split(latents)[0], self.scheduler.add_noise(
                 start, split(noise)[1], timesteps[:1].expand(b)))
         # F_ref's appearance features, once per image: nothing in them depends on the sample.
@@ -455,26 +457,29 @@ class ICPortraitPipeline(DiffusionPipeline):
                                         flows=flows if return_flow else None, faces=faces)
 
     def _warp_start(self, profile_px, template_px, prof_bk, template_lat, flows, k,
-                    masks, space: str, shown: bool, profile_tone: bool) -> torch.Tensor:
+                    masks, space: str, shown: bool, profile_tone: bool, fill=None
+                    ) -> torch.Tensor:
         """Warp-initialised sampling's start latents (:func:`warp_init`), warped in the
         latent grid (``prof_bk``: the profile latents, once per template) or in pixels and
         then encoded; ``masks``: the templates' face regions (size x size arrays), or None;
         ``shown``: the flows' scores say where the profile shows the face; ``profile_tone``:
-        keep the profile's skin tone (pixels only; :func:`warp_init`)."""
+        keep the profile's skin tone (pixels only); ``fill``: flows to the mirror points for
+        what the profile hides (:func:`warp_init`)."""
         source, target = (profile_px.repeat(template_lat.shape[0], 1, 1, 1), template_px) \
             if space == "image" else (prof_bk, template_lat)
         region = None if masks is None else _face_region(
             masks, target.shape[-2:], target.device, target.dtype)
         start = warp_init(source, target, flows, k, region, use_confidence=shown,
-                          profile_tone=profile_tone and space == "image")
+                          profile_tone=profile_tone and space == "image", fill=fill)
         return self.encode_images(start.clamp(-1, 1)) if space == "image" else start
 
     def _mesh_flows(self, profiles, templates, prepared_profiles, prepared_templates, grid,
                     device, pixels: bool = False, mirror_fill: bool = False):
         """``flow_source="mesh"``: flows from the faces' meshes on the latent ``grid``, the
         templates' face masks (from the aligned faces, or from meshes read on the model-size
-        crops) and, with ``pixels``, the flows on the pixel grid (the meshes' own detail, for
-        a warp start in pixels; else None)."""
+        crops), with ``pixels`` the flows on the pixel grid (the meshes' own detail, for a
+        warp start in pixels; else None) and, with ``mirror_fill``, the flows to the mirror
+        points on the warp start's grid (else None)."""
         from icportrait.faces import face_mask
         from icportrait.pipelines.image_inputs import square_resize
         from icportrait.pipelines.mesh_flows import crop_mesh, mesh_flows
@@ -488,11 +493,12 @@ class ICPortraitPipeline(DiffusionPipeline):
             prof = [crop_mesh(square_resize(im, size), "profile") for im in profiles]
             tmpl = [crop_mesh(square_resize(im, size), "template") for im in templates]
             masks = [face_mask(m, (size, size)) for m in tmpl]
-        flows = mesh_flows(tmpl, prof, grid, size, device, pixel_grid=pixels,
-                           mirror_fill=mirror_fill)
+        flows = mesh_flows(tmpl, prof, grid, size, device, pixel_grid=pixels)
         fine = {(size, size): flows.pop((size, size))} \
             if pixels and tuple(grid) != (size, size) else None
-        return flows, masks, fine
+        fill = mesh_flows(tmpl, prof, (size, size) if pixels else grid, size, device,
+                          mirror=True) if mirror_fill else None
+        return flows, masks, fine, fill
 
     def _format(self, images: torch.Tensor, output_type: str, prepared, originals):
         if output_type == "pt" and prepared is None:
