@@ -62,39 +62,46 @@ def _rasterise(points: np.ndarray, triangles: np.ndarray, xy: np.ndarray, shape:
                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The front-facing triangle nearest the camera at each query point ``xy`` ``(n, 2)`` of a
     grid of ``shape`` (pixels, row-major), with its barycentric weights and depth: ``(tri
-    (-1: none), bary (n, 3), depth (n,))``. Depth is the mesh's z (smaller is nearer)."""
+    (-1: none), bary (n, 3), depth (n,))``. Depth is the mesh's z (smaller is nearer); of
+    equally near triangles, the first listed."""
     h, w = shape
     n = len(xy)
     tri = np.full(n, -1, np.int64)
     bary = np.zeros((n, 3))
     depth = np.full(n, np.inf)
     area, front = _front_sign(points, triangles)
-    # The query grid is regular: find each triangle's candidates from its bounding box.
+    faces = np.flatnonzero(area * front > 1e-9)
+    # The query grid is regular: each triangle's candidates are the grid points in its
+    # bounding box, all (triangle, point) pairs at once.
     x0, dx = xy[0, 0], (xy[1, 0] - xy[0, 0]) if w > 1 else 1.0
     y0, dy = xy[0, 1], (xy[w, 1] - xy[0, 1]) if h > 1 else 1.0
-    for t in np.flatnonzero(area * front > 1e-9):
-        p = points[triangles[t]]
-        lo = np.floor((p[:, :2].min(0) - [x0, y0]) / [dx, dy]).astype(int)
-        hi = np.ceil((p[:, :2].max(0) - [x0, y0]) / [dx, dy]).astype(int)
-        c0, r0 = max(lo[0], 0), max(lo[1], 0)
-        c1, r1 = min(hi[0], w - 1), min(hi[1], h - 1)
-        if c1 < c0 or r1 < r0:
-            continue
-        rows, cols = np.mgrid[r0:r1 + 1, c0:c1 + 1]
-        idx = (rows * w + cols).ravel()
-        q = xy[idx]
-        # Barycentric weights of q in (a, b, c).
-        v0, v1 = p[1, :2] - p[0, :2], p[2, :2] - p[0, :2]
-        d = q - p[0, :2]
-        inv = 1.0 / (v0[0] * v1[1] - v0[1] * v1[0])
-        l1 = (d[:, 0] * v1[1] - d[:, 1] * v1[0]) * inv
-        l2 = (v0[0] * d[:, 1] - v0[1] * d[:, 0]) * inv
-        lam = np.stack([1 - l1 - l2, l1, l2], 1)
-        ok = (lam >= -1e-6).all(1)
-        z = lam @ p[:, 2]
-        ok &= z < depth[idx]
-        sel = idx[ok]
-        tri[sel], bary[sel], depth[sel] = t, lam[ok], z[ok]
+    p = points[triangles[faces]]                                        # (f, 3, 3)
+    lo = np.floor((p[..., :2].min(1) - [x0, y0]) / [dx, dy]).astype(np.int64)
+    hi = np.ceil((p[..., :2].max(1) - [x0, y0]) / [dx, dy]).astype(np.int64)
+    c0, r0 = np.maximum(lo[:, 0], 0), np.maximum(lo[:, 1], 0)
+    c1, r1 = np.minimum(hi[:, 0], w - 1), np.minimum(hi[:, 1], h - 1)
+    cols, rows = np.maximum(c1 - c0 + 1, 0), np.maximum(r1 - r0 + 1, 0)
+    count = cols * rows
+    if not count.sum():
+        return tri, bary, depth
+    which = np.repeat(np.arange(len(faces)), count)                     # pair -> triangle
+    k = np.arange(count.sum()) - np.repeat(np.cumsum(count) - count, count)
+    idx = (r0[which] + k // cols[which]) * w + c0[which] + k % cols[which]
+    q, t = xy[idx], p[which]
+    # Barycentric weights of q in (a, b, c).
+    v0, v1 = t[:, 1, :2] - t[:, 0, :2], t[:, 2, :2] - t[:, 0, :2]
+    d = q - t[:, 0, :2]
+    inv = 1.0 / (v0[:, 0] * v1[:, 1] - v0[:, 1] * v1[:, 0])
+    l1 = (d[:, 0] * v1[:, 1] - d[:, 1] * v1[:, 0]) * inv
+    l2 = (v0[:, 0] * d[:, 1] - v0[:, 1] * d[:, 0]) * inv
+    lam = np.stack([1 - l1 - l2, l1, l2], 1)
+    z = lam[:, 0] * t[:, 0, 2] + lam[:, 1] * t[:, 1, 2] + lam[:, 2] * t[:, 2, 2]
+    ok = np.flatnonzero((lam >= -1e-6).all(1))
+    # Per point, the nearest; of equal depths, the first triangle.
+    order = ok[np.lexsort((which[ok], z[ok], idx[ok]))]
+    first = order[np.r_[True, idx[order][1:] != idx[order][:-1]]]
+    sel = idx[first]
+    tri[sel], bary[sel], depth[sel] = faces[which[first]], lam[first], z[first]
     return tri, bary, depth
 
 
