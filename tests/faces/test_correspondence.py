@@ -145,3 +145,29 @@ def test_mirror_correspondence_finds_what_the_source_hides_on_the_other_side(
     want = ((point * reflect + [2 * mid, 0, 0] - c) @ rot.T + c)[:, :2]
     got = (flow.reshape(2, -1)[:, sel].T + 0.5) * 2 - 0.5
     np.testing.assert_allclose(got, want, atol=1e-3)
+
+
+def test_rasteriser_finds_the_nearest_front_facing_triangle_at_every_point():
+    from icportrait.faces.correspondence import _front_sign, _rasterise
+
+    rng = np.random.default_rng(3)
+    points = np.concatenate([rng.uniform(0, 20, (30, 2)), rng.uniform(0, 5, (30, 1))], 1)
+    triangles = rng.choice(30, (40, 3))
+    xy = np.stack(np.meshgrid(np.arange(24.0) - 2, np.arange(24.0) - 2), -1).reshape(-1, 2)
+    tri, bary, depth = _rasterise(points, triangles, xy, (24, 24))
+    area, front = _front_sign(points, triangles)
+    assert (tri >= 0).sum() > 100 and len(np.unique(tri)) > 10  # overlapping triangles
+    for k, q in enumerate(xy):  # brute force: every triangle at every point
+        best, best_z = -1, np.inf
+        for t in np.flatnonzero(area * front > 1e-9):
+            a, b, c = points[triangles[t]]
+            m = np.array([b[:2] - a[:2], c[:2] - a[:2]]).T
+            l1, l2 = np.linalg.solve(m, q - a[:2])
+            lam = np.array([1 - l1 - l2, l1, l2])
+            z = lam @ points[triangles[t], 2]
+            if (lam >= -1e-6).all() and z < best_z - 1e-12:
+                best, best_z = t, z
+        assert tri[k] == best
+        if best >= 0:
+            assert abs(depth[k] - best_z) < 1e-9
+            np.testing.assert_allclose(bary[k] @ points[triangles[best], :2], q, atol=1e-9)
