@@ -90,6 +90,11 @@ def test_mesh_flow_in_the_pipeline_on_real_photos(astronaut, grace_hopper):
     assert mesh.flow_score.mean() > 0.2
     image = run(flow_source="mesh", warp_space="image")
     assert not torch.equal(image.images, mesh.images) and torch.isfinite(image.images).all()
+    # The options change the warp start only: the portrait, not the flow.
+    for option in ("mirror_fill", "profile_tone"):
+        other = run(flow_source="mesh", warp_space="image", **{option: True})
+        assert not torch.equal(other.images, image.images), option
+        assert torch.equal(other.flow, image.flow), option
 
 
 def test_unaligned_inputs_without_a_face_are_refused_in_mesh_mode():

@@ -58,6 +58,12 @@ def generate(
     template_face: Annotated[int | None, typer.Option(
         help="Which face of the template photo(s), by index (default: the largest).")
     ] = None,
+    mirror_fill: Annotated[bool, typer.Option(
+        help="Fill the side of the face the profile photos do not show (a turned head) from "
+             "the mirror image of its other side, instead of the template's face.")] = False,
+    profile_tone: Annotated[bool, typer.Option(
+        help="Keep the profile's skin tone (its mean colour, with the photo's light colour) "
+             "instead of the template's; only the face is toned.")] = False,
     save_flow: Annotated[
         Path | None, typer.Option(help="Also write the matching flow picture here.")
     ] = None,
@@ -93,7 +99,8 @@ def generate(
         check_strength(strength, "--strength")
     settings = Settings(steps=steps, strength=strength, seed=seed, mask_ratio=mask_ratio,
                         paste_back=paste_back, profile_face=profile_face,
-                        template_face=template_face)
+                        template_face=template_face, mirror_fill=mirror_fill,
+                        profile_tone=profile_tone)
     t0 = time.perf_counter()
     pipe = load_pipeline(model, device, dtype)
     info = {"profile": [str(p) for p in profile], "model": str(model or default_model_path()),
