@@ -156,8 +156,10 @@ def run_baseline(name: str, sample: Sample, seed: int = 0) -> MethodOutput:
         return MethodOutput(ground_truth_warp(sample))
     if name == "classical-swap":
         from icportrait.evaluation.classical_swap import classical_swap
+        from icportrait.faces.detect import SMALL_IMAGE_SIDE
 
-        return MethodOutput(at_least(256, classical_swap, sample.profile[0], sample.template))
+        return MethodOutput(at_least(SMALL_IMAGE_SIDE, classical_swap, sample.profile[0],
+                                     sample.template))
     raise ICPortraitError(f"unknown baseline {name!r}")
 
 
@@ -199,9 +201,10 @@ def ground_truth_warp(sample: Sample) -> np.ndarray:
 
 
 def at_least(size: int, fn, *images: np.ndarray) -> np.ndarray:
-    """Run an image -> image function on copies upscaled so the smallest side is ``size``
-    (landmark detectors miss small faces), and bring the result back to the last input's
-    size."""
+    """Run an image -> image function on copies upscaled by one factor so the smallest side
+    is ``size`` (landmark detectors miss small faces:
+    :func:`~icportrait.faces.detect.enlarge_small` for one image), and bring the result back
+    to the last input's size."""
     import cv2
 
     small = min(min(im.shape[:2]) for im in images)

@@ -1,7 +1,8 @@
 """Per-sample metrics of one method's output (definitions in docs/evaluation.md).
 
-Face metrics use the face toolkit on copies upscaled to at least 256 px (the synthetic
-suites are 128 px; detectors and dlib's descriptor want larger faces).
+Face metrics use the face toolkit on copies enlarged to at least 256 px
+(:func:`~icportrait.faces.detect.enlarge_small`: the synthetic suites are 128 px; detectors
+and dlib's descriptor want larger faces).
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from icportrait.errors import FaceError, MissingDependencyError
 from icportrait.evaluation import image_metrics as im
 from icportrait.evaluation.suites import Sample
 
-FACE_SIZE = 256
 PCK_FACE_WIDTH = 0.5   # synthetic renders: the face spans about half the image width
 PCK_THRESHOLD = 0.05   # PCK at 5% of the face width
 
@@ -28,14 +28,10 @@ class FaceReading:
 
 def read_face(image: np.ndarray) -> FaceReading | None:
     """Largest face's dlib descriptor and head pose, or None when no face is found."""
-    import cv2
-
     from icportrait.faces import describe_face, detect_faces, face_embedding, select_face
+    from icportrait.faces.detect import enlarge_small
 
-    small = min(image.shape[:2])
-    if small < FACE_SIZE:
-        f = FACE_SIZE / small
-        image = cv2.resize(image, None, fx=f, fy=f, interpolation=cv2.INTER_CUBIC)
+    image, _ = enlarge_small(image)
     try:
         box = select_face(detect_faces(image))
     except FaceError:

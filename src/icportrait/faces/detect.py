@@ -26,9 +26,25 @@ from icportrait.faces.boxes import FaceBox, check_rgb, clip_box
 # a smaller face would be upscaled more than ~5x, and dlib's identity chips are 150 px.
 MIN_FACE_SIZE = 48
 
+# Detectors and the landmark models miss faces in small images (a 128 px model crop, a
+# synthetic render): such an image is enlarged to this smaller side before they read it.
+SMALL_IMAGE_SIDE = 256
+
 Detector = Literal["auto", "all", "mediapipe", "dlib", "dlib-cnn"]
 DETECTORS: tuple[str, ...] = get_args(Detector)
 Policy = Literal["largest", "clear", "single"]
+
+
+def enlarge_small(image: np.ndarray, min_side: int = SMALL_IMAGE_SIDE
+                  ) -> tuple[np.ndarray, float]:
+    """``image`` enlarged (bicubic) so that its smaller side is at least ``min_side``, and the
+    factor (1.0: returned unchanged)."""
+    import cv2
+
+    f = min_side / min(image.shape[:2])
+    if f <= 1:
+        return image, 1.0
+    return cv2.resize(image, None, fx=f, fy=f, interpolation=cv2.INTER_CUBIC), f
 
 
 def _iou(a: FaceBox, b: FaceBox) -> float:

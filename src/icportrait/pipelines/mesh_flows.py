@@ -16,20 +16,14 @@ import torch
 from icportrait.errors import FaceError
 from icportrait.models.matching import Match
 
-# Landmark detectors miss small faces: a crop is enlarged to this side before its mesh is read.
-MESH_MIN_SIDE = 256
-
 
 def crop_mesh(image: np.ndarray, role: str) -> np.ndarray:
     """The face mesh ``(478, 3)`` of a model-size crop that was not aligned by the pipeline
     (e.g. a synthetic render), in its pixels."""
-    import cv2
-
     from icportrait.faces import face_mesh
+    from icportrait.faces.detect import enlarge_small
 
-    f = max(1.0, MESH_MIN_SIDE / min(image.shape[:2]))
-    big = cv2.resize(image, None, fx=f, fy=f, interpolation=cv2.INTER_CUBIC) if f > 1 \
-        else image
+    big, f = enlarge_small(image)
     try:
         mesh = face_mesh(big)
     except FaceError as exc:
