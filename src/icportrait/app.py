@@ -116,7 +116,7 @@ class _Handlers:
 
     @staticmethod
     def settings(steps, seed, mask_ratio, profile_face=None, template_face=None,
-                 strength=None) -> Settings:
+                 strength=None, mirror_fill=False, profile_tone=False) -> Settings:
         # The API takes any number: bound the work one request can ask for.
         if not 1 <= int(steps) <= MAX_STEPS:
             raise ICPortraitError(f"steps must be in [1, {MAX_STEPS}], got {steps}")
@@ -124,7 +124,8 @@ class _Handlers:
                                                        (template_face, "template face"))]
         return Settings(steps=int(steps), seed=int(seed or 0), mask_ratio=float(mask_ratio),
                         profile_face=faces[0], template_face=faces[1],
-                        strength=None if strength is None else check_strength(float(strength)))
+                        strength=None if strength is None else check_strength(float(strength)),
+                        mirror_fill=bool(mirror_fill), profile_tone=bool(profile_tone))
 
     @staticmethod
     def faces_found(files, template_path) -> tuple[list, str]:
@@ -182,14 +183,16 @@ class _Handlers:
     # --- buttons --------------------------------------------------------------------------
 
     def generate(self, files, template_path, yaw, pitch, roll, direction, colour, steps, seed,
-                 mask_ratio, profile_face=None, template_face=None, strength=None):
+                 mask_ratio, profile_face=None, template_face=None, strength=None,
+                 mirror_fill=False, profile_tone=False):
         t0 = time.perf_counter()
         profiles, names = self.profiles(files)
         photo = self.template_photo(template_path)
         light = self.light(direction, colour)
         pose = None if photo is not None else parse_pose(f"yaw={yaw},pitch={pitch},roll={roll}")
         settings = self.settings(steps, seed, mask_ratio, profile_face,
-                                 template_face if photo is not None else None, strength)
+                                 template_face if photo is not None else None, strength,
+                                 mirror_fill, profile_tone)
         template = make_template(photo, pose, light, face=settings.template_face)
         what = "template photo" if photo is not None else "rendered pose template"
         result = self.run(profiles, names, template, settings, f"the {what}")
@@ -204,7 +207,9 @@ class _Handlers:
                   f"{len(profiles)} profile photo(s), {source}, "
                   f"light {direction}{'' if light is None else ' ' + colour}, "
                   f"{settings.steps} steps, strength {settings.strength or 'default'}, "
-                  f"seed {settings.seed}.")
+                  f"seed {settings.seed}"
+                  f"{', mirror fill' if settings.mirror_fill else ''}"
+                  f"{', profile skin tone' if settings.profile_tone else ''}.")
         sidecar = self.record(out, {**settings.to_dict(), "profiles": len(profiles),
                                     "template": source, "light": direction, "colour": colour,
                                     "faces": result.faces,
@@ -214,12 +219,13 @@ class _Handlers:
 
     def sweep(self, kind, files, template_path, yaw, pitch, roll, direction, colour, steps,
               seed, mask_ratio, profile_face=None, template_face=None, strength=None,
-              progress=None):
+              mirror_fill=False, profile_tone=False, progress=None):
         profiles, names = self.profiles(files)
         photo = self.template_photo(template_path)
         use_photo = photo is not None and kind == "light"
         settings = self.settings(steps, seed, mask_ratio, profile_face,
-                                 template_face if use_photo else None, strength)
+                                 template_face if use_photo else None, strength, mirror_fill,
+                                 profile_tone)
         note = ""
         if kind == "pose":
             # A photo has one pose: a pose sweep renders the neutral head instead.
@@ -307,6 +313,15 @@ def build_app(pipe, workdir: Path, max_upload_mb: int = 20) -> gr.Blocks:
                         label="Strength (share of the schedule run; 1 = from noise; the "
                               f"model's default {pipe.config.default_strength:g})",
                         elem_id="strength")
+                    with gr.Row():
+                        mirror_fill = gr.Checkbox(
+                            False, label="Mirror fill (the side of the face the profile "
+                                         "photos do not show, from its other side)",
+                            elem_id="mirror-fill")
+                        profile_tone = gr.Checkbox(
+                            False, label="Keep the profile's skin tone (with its photo's "
+                                         "light colour; the face only)",
+                            elem_id="profile-tone")
                 with gr.Row():
                     go = gr.Button("Generate", variant="primary", elem_id="generate")
                     pose_sweep = gr.Button("Pose sweep", elem_id="pose-sweep")
@@ -330,7 +345,7 @@ def build_app(pipe, workdir: Path, max_upload_mb: int = 20) -> gr.Blocks:
                                     interactive=False, elem_id="downloads")
 
         inputs = [profiles, template, yaw, pitch, roll, direction, colour, steps, seed,
-                  mask_ratio, profile_face, template_face, strength]
+                  mask_ratio, profile_face, template_face, strength, mirror_fill, profile_tone]
         for upload in (profiles, template):
             upload.change(_user_errors(h.faces_found), [profiles, template],
                           [found, found_note], concurrency_limit=1, concurrency_id="faces")
