@@ -122,11 +122,8 @@ def build_mirror_pairs(images: list[np.ndarray]) -> np.ndarray:
     from scipy.optimize import linear_sum_assignment
 
     from icportrait.faces.detect import detect_faces, select_face
+    from icportrait.faces.head_template import _normalise as normalised
     from icportrait.faces.landmarks import face_mesh
-
-    def normalised(p: np.ndarray) -> np.ndarray:
-        p = p - p.mean(0)
-        return p / np.sqrt((p ** 2).sum(1).mean())
 
     own, swapped = [], []
     for img in images:
