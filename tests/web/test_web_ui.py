@@ -245,8 +245,8 @@ def test_generate_from_a_template_photo(server, browser, photos):
     browser.find_element(By.ID, "generate").click()
     _wait(browser, lambda d: _status(d).startswith("Done"))
     assert "your template photo" in _status(browser)
-    runs = sorted((workdir / "outputs").glob("*/run.json"))
-    run = json.loads(runs[-1].read_text())
+    newest = max((workdir / "outputs").glob("*/run.json"), key=lambda p: p.stat().st_mtime)
+    run = json.loads(newest.read_text())
     assert run["mirror_fill"] is True and run["profile_tone"] is True
     assert _status(browser).endswith("mirror fill, profile skin tone.")
     for elem_id in ("portrait", "flow", "used"):
