@@ -164,12 +164,14 @@ def test_generate_with_a_model_folder(photos, tmp_path, capsys, dummy_model_dir)
     crop = tmp_path / "out" / "crop.png"
     assert main(["generate", "--profile", str(photos / "astronaut.png"), "--template",
                  str(photos / "grace.jpg"), "-o", str(crop), "--model", str(dummy_model_dir),
-                 "--steps", "1", "--crop", "--mirror-fill", "--profile-tone"]) == 0
+                 "--steps", "1", "--crop", "--mirror-fill", "--profile-tone",
+                 "--no-restore-detail"]) == 0
     assert Image.open(crop).size == (32, 32)  # the model's resolution
     sidecar = json.loads(crop.with_suffix(".json").read_text())
     assert not sidecar["paste_back"] and sidecar["output"] == "the model-resolution crop"
-    assert sidecar["mirror_fill"] and sidecar["profile_tone"]
-    assert not json.loads(out.with_suffix(".json").read_text())["mirror_fill"]
+    assert sidecar["mirror_fill"] and sidecar["profile_tone"] and not sidecar["restore_detail"]
+    first = json.loads(out.with_suffix(".json").read_text())
+    assert not first["mirror_fill"] and first["restore_detail"]
     code = main(["generate", "--profile", str(photos / "astronaut.png"), "--template",
                  str(photos / "grace.jpg"), "-o", str(out), "--model", str(tmp_path / "none")])
     assert code == 2

@@ -272,3 +272,24 @@ def test_control_net_refuses_lcm_and_odd_input_kernels():
     unet.register_to_config(time_cond_proj_dim=256)
     with pytest.raises(ValueError, match="time_cond_proj_dim"):
         ICControlNet.from_unet(unet)
+
+
+def test_restore_detail_adds_back_what_the_autoencoder_loses_of_the_warp_start():
+    from icportrait.models.matching import Match, identity_flow
+
+    pipe = trained_like(dummy_pipeline())
+    side = pipe.resolution // pipe.vae_scale_factor
+    still = {(side, side): Match(identity_flow(1, side, side), torch.ones(1, side, side),
+                                 torch.zeros(1, side, side, dtype=torch.long))}
+    photo = images(1)[0]
+    # The profile is the template and the flow stands still: the warp start is the photo.
+    kw = dict(flows=still, strength=0.1, num_inference_steps=10, warp_space="image")
+    restored = run(pipe, photo, photo, **kw).images
+    plain = run(pipe, photo, photo, restore_detail=False, **kw).images
+    error = lambda x: float((x[0] - photo).abs().mean())  # noqa: E731
+    assert error(restored) < 0.5 * error(plain)
+    # Latents have no pixels to restore; without a warp start there is nothing to add back.
+    for other in (dict(warp_space="latent"), dict(warp_profile=False)):
+        args = {**kw, **other}
+        assert torch.equal(run(pipe, photo, photo, **args).images,
+                           run(pipe, photo, photo, restore_detail=False, **args).images)

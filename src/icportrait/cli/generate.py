@@ -64,6 +64,9 @@ def generate(
     profile_tone: Annotated[bool, typer.Option(
         help="Keep the profile's skin tone (its mean colour, with the photo's light colour) "
              "instead of the template's; only the face is toned.")] = False,
+    restore_detail: Annotated[bool, typer.Option(
+        help="Add back the warped profile's face detail that the autoencoder blurs "
+             "(--no-restore-detail: the decoder's output as it is).")] = True,
     save_flow: Annotated[
         Path | None, typer.Option(help="Also write the matching flow picture here.")
     ] = None,
@@ -100,7 +103,7 @@ def generate(
     settings = Settings(steps=steps, strength=strength, seed=seed, mask_ratio=mask_ratio,
                         paste_back=paste_back, profile_face=profile_face,
                         template_face=template_face, mirror_fill=mirror_fill,
-                        profile_tone=profile_tone)
+                        profile_tone=profile_tone, restore_detail=restore_detail)
     t0 = time.perf_counter()
     pipe = load_pipeline(model, device, dtype)
     info = {"profile": [str(p) for p in profile], "model": str(model or default_model_path()),

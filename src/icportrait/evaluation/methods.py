@@ -24,7 +24,8 @@ pasted back) and, for IC-Portrait, the matching flow.
   ``icportrait:mirror-fill`` (mesh flows: where the profile does not show a point of the
   template's face, the mirror image of the profile's other side instead of the template),
   ``icportrait:profile-tone`` (the warped face keeps the profile's mean colour, its skin
-  tone, instead of taking the template's),
+  tone, instead of taking the template's), ``icportrait:no-detail`` (the portrait as the
+  autoencoder decodes it, without the warp start's face detail that it loses added back),
   ``icportrait:appearance-per-step`` (the
   appearance net on the noisy canvas at every step, for one trained to run once per image).
 - Baselines: ``classical-swap`` (landmark warp, colour transfer, Poisson blending),
@@ -65,6 +66,7 @@ ABLATIONS = {
     "icportrait:no-confidence": {"use_confidence": False},
     "icportrait:mirror-fill": {"mirror_fill": True},
     "icportrait:profile-tone": {"profile_tone": True},
+    "icportrait:no-detail": {"restore_detail": False},
     "icportrait:appearance-per-step": {"reference_once": False},
 }
 BASELINES = ("classical-swap", "template", "masked-template", "gt-warp")

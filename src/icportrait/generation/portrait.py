@@ -26,6 +26,7 @@ class Settings:
     template_face: int | None = None  # which face of the template photo
     mirror_fill: bool = False         # the face's hidden side from the profile's other side
     profile_tone: bool = False        # keep the profile's skin tone (docs/sampling.md)
+    restore_detail: bool = True       # the warp start's face detail the autoencoder loses
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -68,7 +69,8 @@ def generate_portrait(pipe, profiles: list[np.ndarray], template: np.ndarray,
                strength=settings.strength, mask_ratio=settings.mask_ratio, align_faces=True,
                profile_face=settings.profile_face, template_face=settings.template_face,
                paste_back=settings.paste_back, mirror_fill=settings.mirror_fill,
-               profile_tone=settings.profile_tone, output_type="np",
+               profile_tone=settings.profile_tone, restore_detail=settings.restore_detail,
+               output_type="np",
                generator=torch.Generator(pipe.device).manual_seed(settings.seed))
     image = (np.asarray(out.images[0]) * 255 + 0.5).clip(0, 255).astype(np.uint8)
     return Result(image, out.flow[0].cpu(), template, time.perf_counter() - t0,

@@ -223,6 +223,7 @@ class ICPortraitPipeline(DiffusionPipeline):
         flow_source: str | None = None,
         mirror_fill: bool = False,
         profile_tone: bool = False,
+        restore_detail: bool = True,
         flows: Flows | None = None,
         generator: torch.Generator | list[torch.Generator] | None = None,
         align_faces: bool = False,
@@ -286,6 +287,11 @@ class ICPortraitPipeline(DiffusionPipeline):
                 under the template's light, instead of the template's (ablation
                 ``profile-tone``; off by default: the face can then stand out from the
                 template's neck and ears, docs/sampling.md).
+            restore_detail: with ``warp_space="image"`` and a warp start, add back to the
+                portrait's face what the autoencoder loses of the warp start there (its
+                reconstruction error), scaled by the share of the start the sample keeps
+                (``1 - strength``): a small autoencoder blurs the skin detail a recogniser
+                reads (ablation ``no-detail``, docs/sampling.md).
             flows: precomputed target -> profile flows ``{(h, w): Match}`` (keys: the half's
                 feature size) used instead of the matching net's, e.g. a ground-truth flow
                 (the ``gt-flow`` ablation); one reference only, cached flow mode.
@@ -378,6 +384,7 @@ class ICPortraitPipeline(DiffusionPipeline):
         residuals = None
         start_flows = None  # a finer flow for the warp start than the latent grid's
         fill = None  # flows to the mirror points, for what the profile hides (mirror_fill)
+        detail = None  # what the autoencoder loses of the warp start (restore_detail)
         # Mesh and given (ground-truth) flows score where the profile shows each point; the
         # matching net's score is a match strength, not that.
         shown = use_confidence and (flows is not None or flow_source == "mesh")
@@ -401,10 +408,12 @@ class ICPortraitPipeline(DiffusionPipeline):
                                   self.scheduler.alphas_cumprod, match_timestep, match_noise, k,
                                   match_levels)
         if strength < 1:
-            start = self._warp_start(profile_px, template_px, prof_bk, template_lat,
-                                     (start_flows or flows) if warp_profile else None, k,
-                                     masks, warp_space, shown, profile_tone,
-                                     fill if warp_profile else None).to(dtype)
+            start, detail = self._warp_start(
+                profile_px, template_px, prof_bk, template_lat,
+                (start_flows or flows) if warp_profile else None, k, masks, warp_space, shown,
+                profile_tone, fill if warp_profile else None,
+                restore_detail and warp_profile)
+            start = start.to(dtype)
             latents = stitch(split(latents)[0], self.scheduler.add_noise(
                 start, split(noise)[1], timesteps[:1].expand(b)))
         # F_ref's appearance features, once per image: nothing in them depends on the sample.
@@ -445,6 +454,8 @@ class ICPortraitPipeline(DiffusionPipeline):
             latents = self.scheduler.step(noise, t, latents, **step_kwargs).prev_sample
 
         images = self.decode_latents(split(latents)[1])
+        if detail is not None:
+            images = (images + (1 - strength) * detail.to(images) / 2).clamp(0, 1)
         output = self._format(images, output_type, prepared_templates if paste_back else None,
                               originals if paste_back else None)
         flow_out = (None, None, None)
@@ -457,21 +468,30 @@ class ICPortraitPipeline(DiffusionPipeline):
                                         flows=flows if return_flow else None, faces=faces)
 
     def _warp_start(self, profile_px, template_px, prof_bk, template_lat, flows, k,
-                    masks, space: str, shown: bool, profile_tone: bool, fill=None
-                    ) -> torch.Tensor:
+                    masks, space: str, shown: bool, profile_tone: bool, fill=None,
+                    restore_detail: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Warp-initialised sampling's start latents (:func:`warp_init`), warped in the
         latent grid (``prof_bk``: the profile latents, once per template) or in pixels and
         then encoded; ``masks``: the templates' face regions (size x size arrays), or None;
         ``shown``: the flows' scores say where the profile shows the face; ``profile_tone``:
         keep the profile's skin tone (pixels only); ``fill``: flows to the mirror points for
-        what the profile hides (:func:`warp_init`)."""
+        what the profile hides (:func:`warp_init`). Also returns, with ``restore_detail``
+        (pixels only), what the autoencoder loses of the start in the face region (the
+        whole crop without one), in [-1, 1] units; else None."""
         source, target = (profile_px.repeat(template_lat.shape[0], 1, 1, 1), template_px) \
             if space == "image" else (prof_bk, template_lat)
         region = None if masks is None else _face_region(
             masks, target.shape[-2:], target.device, target.dtype)
         start = warp_init(source, target, flows, k, region, use_confidence=shown,
                           profile_tone=profile_tone and space == "image", fill=fill)
-        return self.encode_images(start.clamp(-1, 1)) if space == "image" else start
+        if space != "image":
+            return start, None
+        start = start.clamp(-1, 1)
+        latents = self.encode_images(start)
+        if not restore_detail:
+            return latents, None
+        lost = start - (self.decode_latents(latents) * 2 - 1)
+        return latents, lost if region is None else region * lost
 
     def _mesh_flows(self, profiles, templates, prepared_profiles, prepared_templates, grid,
                     device, pixels: bool = False, mirror_fill: bool = False):
