@@ -16,6 +16,7 @@ import platform
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -73,10 +74,9 @@ def _generation(out: Path, model: Path | None, steps: int, say) -> dict:
     settings = Settings(steps=steps, seed=0)
     say("portrait")
     portrait = generate_portrait(pipe, profile, template, settings)
-    # Paste the same portrait back (what --paste-back does), rather than generating it twice.
-    placed = prepare_face(template, size=pipe.resolution)
-    save_image(paste_back(placed.aligned, portrait.image, template, mask=placed.mask),
-               out / "portrait_pasted.png")
+    # Pasted back (what --paste-back does): the face at the photo's own resolution.
+    pasted = generate_portrait(pipe, profile, template, replace(settings, paste_back=True))
+    save_image(pasted.image, out / "portrait_pasted.png")
     save_image(portrait.image, out / "portrait.png")
     save_image(np.asarray(flow_picture(portrait.flow, confidence=portrait.confidence)),
                out / "flow.png")

@@ -81,3 +81,27 @@ def test_pose_sign_convention():
     assert looking_up[1] < -0.3  # pitch > 0: the nose moves up in the image
     tilted = pose_to_matrix(HeadPose(0, 0, 30)) @ up
     assert tilted[0] < -0.4  # roll > 0: the head top moves left, i.e. counter-clockwise
+
+
+def test_resize_aligned_is_the_same_crop_at_another_size():
+    import cv2
+
+    from icportrait.faces.align import align_face, resize_aligned
+
+    # A smooth photo, so that resampling differences stay small.
+    yy, xx = np.mgrid[0:300, 0:400].astype(np.float64)
+    photo = np.stack([128 + 100 * np.sin(xx / 23), 128 + 100 * np.cos(yy / 17),
+                      128 + 60 * np.sin((xx + yy) / 31)], -1).astype(np.uint8)
+    five = np.array([[170, 140], [230, 140], [200, 170], [178, 200], [222, 200]], float)
+    small = align_face(photo, five, size=64)
+    big = resize_aligned(small, photo, 160)
+    assert big.size == 160 and big.source_shape == small.source_shape
+    assert abs(big.scale - small.scale * 2.5) < 1e-9
+    # The big crop, resized down, is the small one; its pixel centres are cv2.resize's.
+    down = cv2.resize(big.image, (64, 64), interpolation=cv2.INTER_AREA).astype(float)
+    assert np.abs(down - small.image).mean() < 2.0
+    shifted = resize_aligned(small, photo, 160)
+    shifted.matrix[:, 2] += 1.0  # one big-crop pixel off: measurably worse
+    off = cv2.warpAffine(photo, shifted.matrix, (160, 160), flags=cv2.INTER_LINEAR)
+    off = cv2.resize(off, (64, 64), interpolation=cv2.INTER_AREA).astype(float)
+    assert np.abs(off - small.image).mean() > np.abs(down - small.image).mean()

@@ -123,3 +123,34 @@ def test_flow_source_and_warp_space_are_saved_with_the_model(tmp_path):
     assert (loaded.config.flow_source, loaded.config.warp_space) == ("mesh", "image")
     with pytest.raises(SettingError, match="warp_space must be one of"):
         ICPortraitPipeline(**dict(pipe.components), warp_space="pixels")
+
+
+def test_pasted_back_the_face_keeps_the_warp_starts_detail_at_the_photos_resolution(
+        grace_hopper):
+    from icportrait.faces import prepare_face
+    from icportrait.pipelines.full_resolution import FULL_RESOLUTION_MAX, native_size
+
+    pipe = trained_like(dummy_pipeline())  # a 32 px model: a pasted face is an upscaled blur
+
+    def pasted(**kw):
+        # The profile is the template photo: the warp start is the photo's own face.
+        out = pipe(grace_hopper, grace_hopper, num_inference_steps=10, strength=0.1,
+                   flow_source="mesh", warp_space="image", align_faces=True, paste_back=True,
+                   output_type="np", generator=torch.Generator().manual_seed(0), **kw)
+        return out.images[0] * 255
+
+    face = prepare_face(grace_hopper, size=pipe.resolution)
+    side = native_size(face.aligned, pipe.resolution)
+    assert pipe.resolution < side <= FULL_RESOLUTION_MAX
+    x0, y0 = face.aligned.inverse @ np.array([0.35, 0.35, 1 / pipe.resolution]) * pipe.resolution
+    x1, y1 = face.aligned.inverse @ np.array([0.65, 0.65, 1 / pipe.resolution]) * pipe.resolution
+    inner = (slice(int(y0), int(y1)), slice(int(x0), int(x1)))   # inside the face
+    error = lambda x: float(np.abs(x[inner] - grace_hopper[inner]).mean())  # noqa: E731
+
+    def sharpness(x):  # the mean gradient: detail, not only the right colours
+        return float(np.abs(np.diff(x[inner].mean(-1), axis=1)).mean())
+
+    restored, plain = pasted(), pasted(restore_detail=False)
+    assert error(restored) < 0.5 * error(plain)
+    assert sharpness(restored) > 1.5 * sharpness(plain)
+    assert sharpness(restored) > 0.6 * sharpness(grace_hopper.astype(np.float64))

@@ -99,6 +99,19 @@ def align_face(
     borders that a diffusion model would otherwise learn to copy.
     """
     m = similarity_transform(five, canonical_points(size, margin))
+    return _crop(image, m, size)
+
+
+def resize_aligned(aligned: AlignedFace, image: np.ndarray, size: int) -> AlignedFace:
+    """The same canonical crop of ``image`` (the photo ``aligned`` was cut from) at another
+    ``size``: the crop ``cv2.resize`` would give, cut from the photo itself (its own detail)."""
+    f = size / aligned.size
+    m = aligned.matrix * f
+    m[:, 2] += 0.5 * (f - 1)  # pixel centres at integers, as cv2.resize places them
+    return _crop(image, m, size)
+
+
+def _crop(image: np.ndarray, m: np.ndarray, size: int) -> AlignedFace:
     # Shrinking a lot through warpAffine aliases; pre-blur in proportion to the scale.
     scale = np.sqrt(abs(np.linalg.det(m[:, :2])))
     src = image

@@ -291,7 +291,9 @@ class ICPortraitPipeline(DiffusionPipeline):
                 portrait's face what the autoencoder loses of the warp start there (its
                 reconstruction error), scaled by the share of the start the sample keeps
                 (``1 - strength``): a small autoencoder blurs the skin detail a recogniser
-                reads (ablation ``no-detail``, docs/sampling.md).
+                reads (ablation ``no-detail``, docs/sampling.md). Pasted back with mesh
+                flows, the start is redone at the template photo's own resolution and its
+                detail above the model's resolution added too (an upscaled crop is a blur).
             flows: precomputed target -> profile flows ``{(h, w): Match}`` (keys: the half's
                 feature size) used instead of the matching net's, e.g. a ground-truth flow
                 (the ``gt-flow`` ablation); one reference only, cached flow mode.
@@ -327,6 +329,7 @@ class ICPortraitPipeline(DiffusionPipeline):
         profiles = [to_rgb_uint8(im, "profile") for im in as_image_list(profile, "profile")]
         templates = [to_rgb_uint8(im, "template") for im in as_image_list(template, "template")]
         prepared_profiles = prepared_templates = faces = masks = None
+        profile_photos = profiles
         if align_faces:
             prepared_profiles = [_prepare_face(im, size, profile_face, "clear", "profile", k,
                                                len(profiles)) for k, im in enumerate(profiles)]
@@ -385,6 +388,7 @@ class ICPortraitPipeline(DiffusionPipeline):
         start_flows = None  # a finer flow for the warp start than the latent grid's
         fill = None  # flows to the mirror points, for what the profile hides (mirror_fill)
         detail = None  # what the autoencoder loses of the warp start (restore_detail)
+        mesh_start = False  # the warp start follows the faces' meshes (can be redone larger)
         # Mesh and given (ground-truth) flows score where the profile shows each point; the
         # matching net's score is a match strength, not that.
         shown = use_confidence and (flows is not None or flow_source == "mesh")
@@ -401,6 +405,7 @@ class ICPortraitPipeline(DiffusionPipeline):
             flows, masks, start_flows, fill = self._mesh_flows(
                 profiles, templates, prepared_profiles, prepared_templates, (h, w), device,
                 pixels=warp_space == "image", mirror_fill=mirror_fill)
+            mesh_start = True
         elif needs_flow:
             match_noise = randn_tensor((b, k * c, h, 2 * w), generator=generator, device=device,
                                        dtype=dtype).reshape(b * k, c, h, 2 * w)
@@ -456,8 +461,12 @@ class ICPortraitPipeline(DiffusionPipeline):
         images = self.decode_latents(split(latents)[1])
         if detail is not None:
             images = (images + (1 - strength) * detail.to(images) / 2).clamp(0, 1)
+        # Pasted back, the face gets the warp start's detail at the photo's own resolution.
+        full = dict(profiles=prepared_profiles, profile_photos=profile_photos,
+                    keep=1 - strength, use_confidence=shown, profile_tone=profile_tone) \
+            if paste_back and detail is not None and mesh_start else None
         output = self._format(images, output_type, prepared_templates if paste_back else None,
-                              originals if paste_back else None)
+                              originals if paste_back else None, full)
         flow_out = (None, None, None)
         if return_flow and flows:
             m = finest(flows)
@@ -520,14 +529,20 @@ class ICPortraitPipeline(DiffusionPipeline):
                           mirror=True) if mirror_fill else None
         return flows, masks, fine, fill
 
-    def _format(self, images: torch.Tensor, output_type: str, prepared, originals):
+    def _format(self, images: torch.Tensor, output_type: str, prepared, originals,
+                full: dict | None = None):
+        """The portraits as ``output_type``; with ``prepared`` templates, pasted back into
+        their ``originals``, with ``full`` (:func:`paste_full_resolution`'s arguments) at
+        each photo's own resolution."""
         if output_type == "pt" and prepared is None:
             return images
-        arr = images.permute(0, 2, 3, 1).cpu().numpy()
+        arr = images.permute(0, 2, 3, 1).float().cpu().numpy()
         if prepared is not None:
             from icportrait.faces import paste_back
+            from icportrait.pipelines.full_resolution import paste_full_resolution
 
-            pasted = [paste_back(p.aligned, (a * 255 + 0.5).astype(np.uint8), o, mask=p.mask)
+            pasted = [paste_full_resolution(a, p, o, **full) if full is not None else
+                      paste_back(p.aligned, (a * 255 + 0.5).astype(np.uint8), o, mask=p.mask)
                       for p, a, o in zip(prepared, arr, originals, strict=True)]
             if output_type == "pil":
                 return [PIL.Image.fromarray(x) for x in pasted]
