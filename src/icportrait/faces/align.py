@@ -105,10 +105,16 @@ def align_face(
 def resize_aligned(aligned: AlignedFace, image: np.ndarray, size: int) -> AlignedFace:
     """The same canonical crop of ``image`` (the photo ``aligned`` was cut from) at another
     ``size``: the crop ``cv2.resize`` would give, cut from the photo itself (its own detail)."""
-    f = size / aligned.size
-    m = aligned.matrix * f
-    m[:, 2] += 0.5 * (f - 1)  # pixel centres at integers, as cv2.resize places them
+    rescale = crop_rescale(size / aligned.size)
+    m = rescale[:, :2] @ aligned.matrix   # the photo -> the old crop -> the new one
+    m[:, 2] += rescale[:, 2]
     return _crop(image, m, size)
+
+
+def crop_rescale(f: float) -> np.ndarray:
+    """The 2 x 3 map from a crop's pixels to the same crop's resized ``f`` times (pixel
+    centres at integers, as ``cv2.resize`` places them)."""
+    return np.array([[f, 0.0, 0.5 * (f - 1)], [0.0, f, 0.5 * (f - 1)]])
 
 
 def _crop(image: np.ndarray, m: np.ndarray, size: int) -> AlignedFace:

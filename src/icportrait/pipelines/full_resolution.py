@@ -28,18 +28,11 @@ def native_size(aligned, model_size: int, largest: int = FULL_RESOLUTION_MAX) ->
 def _rescaled(prepared, photo: np.ndarray, size: int):
     """A prepared face's crop, mesh and face mask, cut again from ``photo`` at ``size``."""
     from icportrait.faces import apply_affine, face_mask
-    from icportrait.faces.align import resize_aligned
+    from icportrait.faces.align import crop_rescale, resize_aligned
 
-    f = size / prepared.aligned.size
     aligned = resize_aligned(prepared.aligned, photo, size)
-    mesh = apply_affine(np.array([[f, 0, 0.5 * (f - 1)], [0, f, 0.5 * (f - 1)]]),
-                        prepared.mesh)
+    mesh = apply_affine(crop_rescale(size / prepared.aligned.size), prepared.mesh)
     return aligned, mesh, face_mask(mesh, (size, size))
-
-
-def _pixels(image: np.ndarray) -> torch.Tensor:
-    """``(1, 3, H, W)`` float32 in [-1, 1] from an RGB uint8 image."""
-    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float() / 127.5 - 1
 
 
 def paste_full_resolution(portrait: np.ndarray, template, template_photo: np.ndarray,
@@ -51,6 +44,7 @@ def paste_full_resolution(portrait: np.ndarray, template, template_photo: np.nda
     ``template``, ``profiles``: the pipeline's prepared faces of the photos."""
     from icportrait.faces import paste_back
     from icportrait.models.reference import warp_init
+    from icportrait.pipelines.image_inputs import to_model_batch
     from icportrait.pipelines.mesh_flows import mesh_flows
 
     model_size = portrait.shape[0]
@@ -59,9 +53,13 @@ def paste_full_resolution(portrait: np.ndarray, template, template_photo: np.nda
     refs = [_rescaled(p, photo, size) for p, photo in zip(profiles, profile_photos, strict=True)]
     flows = mesh_flows([mesh], [m for _, m, _ in refs], (size, size), size)
     region = torch.from_numpy(mask)[None, None]
-    start = warp_init(torch.cat([_pixels(a.image) for a, _, _ in refs]),
-                      _pixels(aligned.image), flows, len(refs), region,
-                      use_confidence=use_confidence, profile_tone=profile_tone).clamp(-1, 1)
+
+    def pixels(images: list[np.ndarray]) -> torch.Tensor:
+        return to_model_batch(images, size, "cpu", torch.float32)
+
+    start = warp_init(pixels([a.image for a, _, _ in refs]), pixels([aligned.image]), flows,
+                      len(refs), region, use_confidence=use_confidence,
+                      profile_tone=profile_tone).clamp(-1, 1)
 
     def up(x: torch.Tensor) -> torch.Tensor:
         return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
