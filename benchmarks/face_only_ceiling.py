@@ -6,15 +6,18 @@ the head.
 For every sample, the first profile photo is pulled along the exact ground-truth flow onto the
 truth's pixels (the ``gt-warp`` baseline, no relighting), kept only over one part of the head
 (the template elsewhere; the parts are the truth's region labels), and read with dlib's
-descriptor as the evaluation reads faces. The mean distance to the truth, per part:
+descriptor as the evaluation reads faces. Per part, as ``eval`` scores a method: the mean
+distance to the truth, rank-1 (is the nearest of the suite's identities, by their mean profile
+descriptors, the profile's own?) and PSNR to the truth (the whole image):
 
 * ``whole head``: the ``gt-warp`` baseline;
 * ``face``: skin, eyes, brows, lips, nostrils and beard, i.e. what a face swap replaces;
 * ``face + glasses``, ``face + hair``: what a wider transfer would add;
 * ``not face``: hair, ears, neck, glasses, clothing;
-* ``nothing``: the template unchanged.
+* ``nothing``: the template unchanged;
+* ``the truth``: the ground-truth render itself, the best any method can score.
 
-A method that only replaces the face cannot beat the ``face`` figure with a perfect flow.
+A method that only replaces the face cannot beat the ``face`` figures with a perfect flow.
 """
 
 from __future__ import annotations
@@ -36,7 +39,8 @@ def part_warp(sample, keep: np.ndarray) -> np.ndarray:
 
 
 def main() -> None:
-    from icportrait.evaluation.scoring import read_face
+    from icportrait.evaluation.image_metrics import psnr
+    from icportrait.evaluation.scoring import mean_embedding, read_face
     from icportrait.evaluation.suites import SYNTH_SUITES, cache_dir, load_suite, synth_dataset
     from icportrait.synth.head import REGIONS
 
@@ -46,8 +50,17 @@ def main() -> None:
     args = ap.parse_args()
     data = synth_dataset(SYNTH_SUITES[args.suite], cache_dir())
     features = [REGIONS[k] for k in ("skin", "eye", "brow", "lips", "nostril", "beard")]
-    distances: dict[str, list[float]] = {}
-    for sample in load_suite(args.suite):
+    samples = load_suite(args.suite)
+    gallery = {}
+    for sample in samples:
+        if sample.identity not in gallery:
+            mean = mean_embedding([read_face(p) for p in sample.profile])
+            if mean is not None:
+                gallery[sample.identity] = mean
+    names = list(gallery)
+    bank = np.stack([gallery[n] for n in names])
+    scores: dict[str, dict[str, list[float]]] = {}
+    for sample in samples:
         truth = read_face(sample.truth)
         if truth is None:
             continue
@@ -58,15 +71,30 @@ def main() -> None:
                  "face + glasses": face | (region == REGIONS["glasses"]),
                  "face + hair": face | (region == REGIONS["hair"]), "not face": ~face,
                  "nothing": np.zeros_like(face)}
-        for name, keep in parts.items():
-            reading = read_face(part_warp(sample, keep))
-            if reading is not None:
-                distances.setdefault(name, []).append(
-                    float(np.linalg.norm(reading.embedding - truth.embedding)))
-    report = {name: {"id_to_truth": round(float(np.mean(d)), 4), "faces_read": len(d)}
-              for name, d in distances.items() if d}
+        images = {name: part_warp(sample, keep) for name, keep in parts.items()}
+        images["the truth"] = sample.truth
+        for name, image in images.items():
+            s = scores.setdefault(name, {"distance": [], "rank1": [], "psnr": []})
+            if image is not sample.truth:  # the truth's own PSNR is infinite
+                s["psnr"].append(psnr(image, sample.truth))
+            reading = read_face(image)
+            if reading is None:  # no face read: not identified, as in eval
+                s["rank1"].append(0.0)
+                continue
+            s["distance"].append(float(np.linalg.norm(reading.embedding - truth.embedding)))
+            nearest = names[int(np.argmin(np.linalg.norm(bank - reading.embedding, axis=1)))]
+            s["rank1"].append(float(nearest == sample.identity))
+    report = {name: {"id_to_truth": round(float(np.mean(s["distance"])), 4)
+                     if s["distance"] else None,
+                     "rank1": round(float(np.mean(s["rank1"])), 4),
+                     "psnr": round(float(np.mean(s["psnr"])), 2) if s["psnr"] else None,
+                     "faces_read": len(s["distance"]), "samples": len(s["rank1"])}
+              for name, s in scores.items()}
     for name, r in report.items():
-        print(f"{name:>14}: ID -> truth {r['id_to_truth']:.3f} ({r['faces_read']} faces read)")
+        dist = "-" if r["id_to_truth"] is None else f"{r['id_to_truth']:.3f}"
+        quality = "-" if r["psnr"] is None else f"{r['psnr']:.1f} dB"
+        print(f"{name:>14}: ID -> truth {dist}, rank-1 {r['rank1']:.2f}, PSNR {quality} "
+              f"({r['faces_read']}/{r['samples']} faces read)")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"suite": args.suite, "parts": report}, f, indent=2)

@@ -102,8 +102,10 @@ def test_baselines(tiny_suite):
                        .astype(int)].astype(int)
     assert np.median(np.abs(warped[ys, xs] - src)) < 6
     assert np.median(np.abs(s.template[ys, xs].astype(int) - src)) > 10
-    with pytest.raises(ICPortraitError, match="synthetic suites only"):
-        methods.run_baseline("gt-warp", suites.real_samples()[0])
+    assert (methods.run_baseline("truth", s).image == s.truth).all()
+    for name in ("gt-warp", "truth"):
+        with pytest.raises(ICPortraitError, match="synthetic suites only"):
+            methods.run_baseline(name, suites.real_samples()[0])
 
 
 def test_method_names_are_checked():
@@ -154,7 +156,7 @@ def test_run_eval_resumes_and_reports(tiny_suite, tmp_path, monkeypatch, dummy_m
     out = tmp_path / "eval"
     names = ["icportrait", "icportrait:no-warp", "icportrait:zero-shot",
              "icportrait:single-ref", "icportrait:base-only", "icportrait:gt-flow",
-             "template", "gt-warp"]
+             "template", "gt-warp", "truth"]
     res = run_eval(TINY.name, out, names, model=dummy_model_dir, steps=2, limit=2)
     assert set(res["summary"]) == set(names) and res["samples"] == 2
     # the ground-truth flow ablation runs on the true flow (scored against itself, up to
@@ -165,6 +167,9 @@ def test_run_eval_resumes_and_reports(tiny_suite, tmp_path, monkeypatch, dummy_m
     assert model_row["n"] == 2 and model_row["seconds"] > 0 and model_row["psnr"] > 0
     assert model_row["flow_pck"] is not None
     assert res["summary"]["template"]["id_to_template"] in (0.0, None)
+    truth_row = res["summary"]["truth"]  # a perfect method: no error, and valid JSON
+    assert truth_row["shading_error"] == 0 and truth_row["psnr"] is None
+    json.loads((out / "results.json").read_text(), parse_constant=pytest.fail)
     for name in names:
         assert (out / "samples" / name / f"{tiny_suite[0].id}.png").is_file()
     assert (out / "samples" / "icportrait" / f"{tiny_suite[0].id}-flow.png").is_file()

@@ -41,8 +41,9 @@ def evaluate(
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder (resumable).")],
     model: Model = None,
     baselines: Annotated[str, typer.Option(
-        help="Comma list of baselines: classical-swap, template, masked-template, gt-warp.")
-    ] = "classical-swap,template,masked-template,gt-warp",
+        help="Comma list of baselines: classical-swap, template, masked-template, gt-warp, "
+             "truth (the last two on synthetic suites only).")
+    ] = "classical-swap,template,masked-template,gt-warp,truth",
     ablations: Annotated[str, typer.Option(
         help="Comma list of IC-Portrait ablations (no-warp, zero-shot, net-flow, mesh-flow, "
              "latent-warp, image-warp, mask-0.5, mask-0.95, single-ref, per-step, base-only, "

@@ -32,7 +32,8 @@ pasted back) and, for IC-Portrait, the matching flow.
   ``template`` (the template unchanged), ``masked-template`` (the template with the model's
   80% of patches hidden, what the model sees of it), ``gt-warp`` (synthetic only: the profile
   warped by the ground-truth flow, the template elsewhere; an upper bound for the warping
-  path).
+  path), ``truth`` (synthetic only: the ground truth itself, what a perfect method would
+  give; its identity scores say how well the judge tells the suite's people apart).
 """
 
 from __future__ import annotations
@@ -69,9 +70,9 @@ ABLATIONS = {
     "icportrait:no-detail": {"restore_detail": False},
     "icportrait:appearance-per-step": {"reference_once": False},
 }
-BASELINES = ("classical-swap", "template", "masked-template", "gt-warp")
+BASELINES = ("classical-swap", "template", "masked-template", "gt-warp", "truth")
+NEEDS_TRUTH = ("gt-warp", "truth", "icportrait:gt-flow")  # synthetic suites only
 METHODS = (*ABLATIONS, *BASELINES)
-DEFAULT_METHODS = ("icportrait", "classical-swap", "template", "gt-warp")
 
 
 @dataclass
@@ -152,10 +153,12 @@ def run_baseline(name: str, sample: Sample, seed: int = 0) -> MethodOutput:
         return MethodOutput(sample.template.copy())
     if name == "masked-template":
         return MethodOutput(masked_template(sample.template, MASK_RATIO, seed))
+    if name in NEEDS_TRUTH and not sample.synthetic:
+        raise ICPortraitError(f"{name} needs ground truth (synthetic suites only)")
     if name == "gt-warp":
-        if not sample.synthetic:
-            raise ICPortraitError("gt-warp needs ground truth (synthetic suites only)")
         return MethodOutput(ground_truth_warp(sample))
+    if name == "truth":
+        return MethodOutput(sample.truth.copy())
     if name == "classical-swap":
         from icportrait.evaluation.classical_swap import classical_swap
         from icportrait.faces.detect import SMALL_IMAGE_SIDE

@@ -27,6 +27,7 @@ from icportrait.errors import ICPortraitError
 from icportrait.evaluation import scoring
 from icportrait.evaluation.methods import (
     ABLATIONS,
+    NEEDS_TRUTH,
     ModelRunner,
     check_methods,
     run_baseline,
@@ -89,7 +90,7 @@ def run_eval(suite: str, out: Path, methods: list[str], model: Path | None = Non
     if not samples:
         raise ICPortraitError(f"suite {suite} has no samples")
     if not samples[0].synthetic:  # these need ground truth
-        methods = [m for m in methods if m not in ("gt-warp", "icportrait:gt-flow")]
+        methods = [m for m in methods if m not in NEEDS_TRUTH]
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     runner = None

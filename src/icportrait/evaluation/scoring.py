@@ -72,12 +72,12 @@ def image_scores(image: np.ndarray, sample: Sample) -> dict:
     """Ground-truth image and lighting metrics (synthetic) and BRISQUE."""
     scores: dict = {}
     if sample.synthetic:
-        scores["psnr"] = round(im.psnr(image, sample.truth), 3)
+        scores["psnr"] = _decibels(im.psnr(image, sample.truth))
         scores["ssim"] = round(im.ssim(image, sample.truth), 4)
         ms = im.ms_ssim(image, sample.truth)
         scores["ms_ssim"] = None if ms is None else round(ms, 4)
         region = sample.face_region & np.isfinite(sample.normals).all(-1)
-        scores["face_psnr"] = round(im.psnr(image, sample.truth, mask=region), 3)
+        scores["face_psnr"] = _decibels(im.psnr(image, sample.truth, mask=region))
         scores["light_direction_error"] = round(
             im.light_direction_error(image, sample.truth, sample.normals, region), 2)
         scores["shading_error"] = round(im.shading_error(image, sample.truth, region), 4)
@@ -86,6 +86,11 @@ def image_scores(image: np.ndarray, sample: Sample) -> dict:
     except MissingDependencyError:  # BRISQUE needs Debian's opencv-data
         scores["brisque"] = None
     return scores
+
+
+def _decibels(value: float) -> float | None:
+    """A PSNR for results.json: None for the truth itself (infinite; JSON has no infinity)."""
+    return round(value, 3) if np.isfinite(value) else None
 
 
 def flow_scores(flow: torch.Tensor, flow_ref: torch.Tensor | None, sample: Sample,
