@@ -39,6 +39,7 @@ class SynthSuite:
     size: int = 128
     seed: int = 9_000          # training sets use small seeds (0, 1); never this one
     yaw: tuple[float, float] = (-45.0, 45.0)
+    feature_spread: float = 1.0  # ``data synth --feature-spread``: how far apart identities are
 
     @property
     def folder_name(self) -> str:
@@ -47,10 +48,12 @@ class SynthSuite:
 
 SYNTH_SUITES = {
     s.name: s for s in (
-        # version 2: renders carry landmarks (cross-identity ground-truth flow)
-        SynthSuite("synth-small", 2, identities=12, views=4, lights=2, pairs_per_identity=2),
-        SynthSuite("synth-full", 2, identities=48, views=6, lights=2, pairs_per_identity=4,
-                   seed=9_001),
+        # version 2: renders carry landmarks (cross-identity ground-truth flow); version 3:
+        # identities at feature spread 1.8, which dlib tells apart (docs/synthetic-data.md)
+        SynthSuite("synth-small", 3, identities=12, views=4, lights=2, pairs_per_identity=2,
+                   feature_spread=1.8),
+        SynthSuite("synth-full", 3, identities=48, views=6, lights=2, pairs_per_identity=4,
+                   seed=9_001, feature_spread=1.8),
     )
 }
 SUITE_NAMES = (*SYNTH_SUITES, "real", "folder:DIR")
@@ -115,7 +118,8 @@ def synth_dataset(suite: SynthSuite, cache: Path):
     root = cache / suite.folder_name
     cfg = SynthConfig(identities=suite.identities, views=suite.views, lights=suite.lights,
                       size=suite.size, seed=suite.seed, yaw=suite.yaw,
-                      extra={"shared_views": True})
+                      extra={"shared_views": True, **({"feature_spread": suite.feature_spread}
+                                                      if suite.feature_spread != 1.0 else {})})
     generate(root, cfg)
     return SynthDataset(root)
 
