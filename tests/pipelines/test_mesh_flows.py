@@ -10,7 +10,7 @@ import torch
 from icportrait.errors import FaceError, ICPortraitError, SettingError
 from icportrait.models.matching import identity_flow
 from icportrait.pipelines import ICPortraitPipeline
-from icportrait.pipelines.mesh_flows import closest_reference, crop_mesh, mesh_flows
+from icportrait.pipelines.mesh_flows import closest_reference, crop_mesh, fill_flows, mesh_flows
 from support.models import dummy_pipeline, trained_like
 
 
@@ -52,9 +52,41 @@ def test_mesh_flows_follow_the_mesh_with_confidence_where_the_profile_shows_it(
     turned = mesh_flows([template], profiles[:1], (16, 16), 128)[(16, 16)]
     assert turned.score.sum() < 0.9 * m.score.sum()
     # It shows more of the mirror images of what it hides.
-    mirror = mesh_flows([template], profiles[:1], (16, 16), 128, mirror=True)[(16, 16)]
+    assert fill_flows([template], profiles[:1], (16, 16), 128) is None  # nothing to stand in
+    mirror = fill_flows([template], profiles[:1], (16, 16), 128, mirror=True)[(16, 16)]
     hidden = (turned.score < 0.5) & (m.score > 0)
     assert hidden.any() and mirror.score[hidden].mean() > turned.score[hidden].mean() + 0.3
+
+
+def test_fill_flows_take_what_the_nearest_photo_hides_from_the_photo_that_shows_it(
+        hopper_crop_mesh):
+    template = hopper_crop_mesh
+    lift = np.array([0.0, 0.0, 64.0])  # _turned turns about depth 64
+
+    def turned(angle):
+        return _turned(template + lift, angle) - lift
+
+    left, right, near = turned(0.7), turned(-0.7), turned(0.3)
+    hides = mesh_flows([template], [near], (16, 16), 128)[(16, 16)]
+    # The template's nearest photo is `near`; what it hides comes from another photo.
+    for others, shows in (([left, right], 2), ([right, left], 1)):
+        fill = fill_flows([template], [near, *others], (16, 16), 128)[(16, 16)]
+        assert fill.flow.shape == (1, 2, 16, 16) and not (fill.ref == 0).any()
+        hidden = (hides.score < 0.5) & (fill.score > 0.9)
+        assert hidden.sum() >= 4
+        # each hidden cell comes from the photo that shows it, along that photo's mesh
+        for k, other in enumerate(others, start=1):
+            own = mesh_flows([template], [other], (16, 16), 128)[(16, 16)]
+            cells = hidden & (fill.ref == k)
+            assert torch.allclose(fill.flow[:, :, cells[0]], own.flow[:, :, cells[0]])
+            assert torch.equal(fill.score[cells], own.score[cells])
+        # `near` hides the side that `right` (turned the other way) shows
+        assert set(fill.ref[hidden].tolist()) == {shows}
+    # With the mirror images too, a real view still wins where it shows the point squarely.
+    both = fill_flows([template], [near, left, right], (16, 16), 128, mirror=True)[(16, 16)]
+    assert (both.score >= fill.score).all()
+    squarely = hidden & (fill.score == 1)
+    assert squarely.any() and (both.ref[squarely] > 0).all()
 
 
 def test_crop_mesh_reads_a_small_crop_and_says_when_there_is_no_face(astronaut):
@@ -95,6 +127,33 @@ def test_mesh_flow_in_the_pipeline_on_real_photos(astronaut, grace_hopper):
         other = run(flow_source="mesh", warp_space="image", **{option: True})
         assert not torch.equal(other.images, image.images), option
         assert torch.equal(other.flow, image.flow), option
+
+
+def test_a_second_profile_photo_fills_in_what_the_nearest_one_hides():
+    from icportrait.faces import prepare_face
+    from icportrait.generation import make_template
+    from icportrait.generation.pose_templates import parse_pose
+
+    pipe = trained_like(dummy_pipeline())
+    template, near, far = (make_template(pose=parse_pose(f"yaw={y}")) for y in (-15, -40, 40))
+    one, two = (pipe(profiles, template, num_inference_steps=4, strength=0.5,
+                     align_faces=True, output_type="pt", flow_source="mesh",
+                     warp_space="image", generator=torch.Generator().manual_seed(0))
+                for profiles in ([near], [near, far]))
+    # The flow is to the nearest photo, as with it alone.
+    assert torch.equal(two.flow_ref, torch.zeros_like(two.flow_ref))
+    assert torch.allclose(two.flow, one.flow)
+    # The portrait changes where that photo hides the face and the other shows it, far more
+    # than where it shows the face itself.
+    faces = [prepare_face(im, size=pipe.resolution, policy="clear").mesh
+             for im in (template, near, far)]
+    grid = (pipe.resolution,) * 2
+    shown = mesh_flows(faces[:1], faces[1:2], grid, pipe.resolution)[grid].score[0]
+    other = fill_flows(faces[:1], faces[1:], grid, pipe.resolution)[grid].score[0]
+    change = (two.images - one.images).abs().mean((0, 1))
+    filled, kept = (shown < 0.2) & (other > 0.8), shown == 1
+    assert filled.sum() >= 20 and kept.sum() >= 100
+    assert change[filled].mean() > 3 * change[kept].mean()
 
 
 def test_unaligned_inputs_without_a_face_are_refused_in_mesh_mode():

@@ -37,7 +37,8 @@ def _rescaled(prepared, photo: np.ndarray, size: int):
 
 def paste_full_resolution(portrait: np.ndarray, template, template_photo: np.ndarray,
                           profiles: list, profile_photos: list[np.ndarray], keep: float,
-                          use_confidence: bool, profile_tone: bool) -> np.ndarray:
+                          use_confidence: bool, profile_tone: bool,
+                          mirror_fill: bool = False) -> np.ndarray:
     """``portrait`` (the model's crop, ``(S, S, 3)`` float in [0, 1]) pasted back into
     ``template_photo`` at the photo's own scale, its face given the warp start's detail above
     the model's resolution times ``keep`` (the share of the start the sample keeps).
@@ -45,13 +46,15 @@ def paste_full_resolution(portrait: np.ndarray, template, template_photo: np.nda
     from icportrait.faces import paste_back
     from icportrait.models.reference import warp_init
     from icportrait.pipelines.image_inputs import to_model_batch
-    from icportrait.pipelines.mesh_flows import mesh_flows
+    from icportrait.pipelines.mesh_flows import fill_flows, mesh_flows
 
     model_size = portrait.shape[0]
     size = native_size(template.aligned, model_size)
     aligned, mesh, mask = _rescaled(template, template_photo, size)
     refs = [_rescaled(p, photo, size) for p, photo in zip(profiles, profile_photos, strict=True)]
-    flows = mesh_flows([mesh], [m for _, m, _ in refs], (size, size), size)
+    meshes = [m for _, m, _ in refs]
+    flows = mesh_flows([mesh], meshes, (size, size), size)
+    fill = fill_flows([mesh], meshes, (size, size), size, mirror=mirror_fill)
     region = torch.from_numpy(mask)[None, None]
 
     def pixels(images: list[np.ndarray]) -> torch.Tensor:
@@ -59,7 +62,7 @@ def paste_full_resolution(portrait: np.ndarray, template, template_photo: np.nda
 
     start = warp_init(pixels([a.image for a, _, _ in refs]), pixels([aligned.image]), flows,
                       len(refs), region, use_confidence=use_confidence,
-                      profile_tone=profile_tone).clamp(-1, 1)
+                      profile_tone=profile_tone, fill=fill).clamp(-1, 1)
 
     def up(x: torch.Tensor) -> torch.Tensor:
         return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)

@@ -48,19 +48,14 @@ def closest_reference(template: np.ndarray, profiles: list[np.ndarray]) -> int:
 
 
 def mesh_flows(template_meshes: list[np.ndarray], profile_meshes: list[np.ndarray],
-               grid: tuple[int, int], size: int, device=None, pixel_grid: bool = False,
-               mirror: bool = False) -> dict:
+               grid: tuple[int, int], size: int, device=None, pixel_grid: bool = False
+               ) -> dict:
     """Flows ``{grid: Match}`` template -> profile on the ``grid`` of cells of ``size`` px
     crops, one per template, each to its :func:`closest_reference`. The confidence is how
     well the profile shows each point of the template's face (1: squarely; 0: turned away,
     hidden, or outside the template's mesh, where the flow is "no motion"). ``pixel_grid``:
-    also on the ``(size, size)`` pixel grid (the meshes' own detail, for a warp in pixels).
-    ``mirror``: the flows to each point's mirror image across the profile's face instead,
-    scored by how well the profile shows that (to fill in what it hides)."""
+    also on the ``(size, size)`` pixel grid (the meshes' own detail, for a warp in pixels)."""
     from icportrait.faces.correspondence import face_mesh_correspondence, surface_depth
-    from icportrait.faces.topology import mirror_pairs
-
-    pairs = mirror_pairs() if mirror else None
 
     grids = list(dict.fromkeys([tuple(grid), *([(size, size)] if pixel_grid else [])]))
     parts = {g: ([], [], []) for g in grids}
@@ -69,9 +64,47 @@ def mesh_flows(template_meshes: list[np.ndarray], profile_meshes: list[np.ndarra
         depth = surface_depth(profile_meshes[r], size)  # shared by the grids
         for g in grids:
             flow, _, shown = face_mesh_correspondence(tm, profile_meshes[r], g, size,
-                                                      source_depth=depth, mirror=pairs)
+                                                      source_depth=depth)
             flows, scores, refs = parts[g]
             flows.append(torch.from_numpy(flow))
             scores.append(torch.from_numpy(shown.astype(np.float32)))
             refs.append(torch.full(g, r, dtype=torch.long))
     return {g: Match(*(torch.stack(x).to(device) for x in parts[g])) for g in grids}
+
+
+def fill_flows(template_meshes: list[np.ndarray], profile_meshes: list[np.ndarray],
+               grid: tuple[int, int], size: int, device=None, mirror: bool = False
+               ) -> dict | None:
+    """Flows ``{grid: Match}`` to stand-ins for what each template's
+    :func:`closest_reference` does not show (the far side of a turned head): per cell, of
+    the other profile photos' same points (and with ``mirror``, every photo's mirror images
+    of them across its face), the one that photo shows best, and that score. The other
+    photos come first, so a real view wins a tie with a mirror image. None when there is
+    nothing to stand in (one photo, no ``mirror``)."""
+    from icportrait.faces.correspondence import face_mesh_correspondence, surface_depth
+    from icportrait.faces.topology import mirror_pairs
+
+    n = len(profile_meshes)
+    if n == 1 and not mirror:
+        return None
+    pairs = mirror_pairs() if mirror else None
+    depths: dict[int, np.ndarray] = {}
+    flows, scores, refs = [], [], []
+    for tm in template_meshes:
+        r0 = closest_reference(tm, profile_meshes)
+        candidates = [(r, None) for r in range(n) if r != r0]
+        candidates += [(r, pairs) for r in range(n)] if mirror else []
+        best_flow = np.zeros((2, *grid), np.float32)
+        best = np.full(grid, -1.0)
+        ref = np.full(grid, r0)
+        for r, relabel in candidates:
+            if r not in depths:
+                depths[r] = surface_depth(profile_meshes[r], size)
+            flow, _, shown = face_mesh_correspondence(tm, profile_meshes[r], grid, size,
+                                                      source_depth=depths[r], mirror=relabel)
+            better = shown > best
+            best_flow[:, better], best[better], ref[better] = flow[:, better], shown[better], r
+        flows.append(torch.from_numpy(best_flow))
+        scores.append(torch.from_numpy(best.astype(np.float32)))
+        refs.append(torch.from_numpy(ref.astype(np.int64)))
+    return {tuple(grid): Match(*(torch.stack(x).to(device) for x in (flows, scores, refs)))}

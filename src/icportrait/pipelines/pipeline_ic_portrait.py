@@ -276,12 +276,15 @@ class ICPortraitPipeline(DiffusionPipeline):
                 ``net``, the matching net; ``mesh``, the face toolkit's meshes of the two
                 faces (piecewise affine, the classical swap's correspondence; follows a turned
                 head), each template matched to the one profile photo nearest its pose, with
-                confidence 0 outside the template's mesh. Precomputed ``flows`` replace both.
-            mirror_fill: with mesh flows, a point of the template's face that the profile
-                does not show (the far side of a turned head) is taken from its mirror image
-                across the profile's face where that shows, instead of keeping the template
-                there (ablation ``mirror-fill``; off by default: seams where the two sides
-                meet, docs/sampling.md).
+                confidence 0 outside the template's mesh; what that photo does not show (the
+                far side of a turned head) is blended in from the other profile photos where
+                they show it, and kept from the template where none does. Precomputed
+                ``flows`` replace both.
+            mirror_fill: with mesh flows, a point of the template's face that no profile
+                photo shows is also taken from its mirror image across a profile face where
+                that shows, instead of keeping the template there (ablation
+                ``mirror-fill``; off by default: seams where the two sides meet,
+                docs/sampling.md).
             profile_tone: with ``warp_space="image"``, the warped face keeps the profile's
                 skin tone (its mean colour, and with it the profile photo's light colour)
                 under the template's light, instead of the template's (ablation
@@ -386,7 +389,7 @@ class ICPortraitPipeline(DiffusionPipeline):
 
         residuals = None
         start_flows = None  # a finer flow for the warp start than the latent grid's
-        fill = None  # flows to the mirror points, for what the profile hides (mirror_fill)
+        fill = None  # mesh flows to stand-ins (other photos, mirror points) for what one hides
         detail = None  # what the autoencoder loses of the warp start (restore_detail)
         mesh_start = False  # the warp start follows the faces' meshes (can be redone larger)
         # Mesh and given (ground-truth) flows score where the profile shows each point; the
@@ -463,7 +466,8 @@ class ICPortraitPipeline(DiffusionPipeline):
             images = (images + (1 - strength) * detail.to(images) / 2).clamp(0, 1)
         # Pasted back, the face gets the warp start's detail at the photo's own resolution.
         full = dict(profiles=prepared_profiles, profile_photos=profile_photos,
-                    keep=1 - strength, use_confidence=shown, profile_tone=profile_tone) \
+                    keep=1 - strength, use_confidence=shown, profile_tone=profile_tone,
+                    mirror_fill=mirror_fill) \
             if paste_back and detail is not None and mesh_start else None
         output = self._format(images, output_type, prepared_templates if paste_back else None,
                               originals if paste_back else None, full)
@@ -483,8 +487,8 @@ class ICPortraitPipeline(DiffusionPipeline):
         latent grid (``prof_bk``: the profile latents, once per template) or in pixels and
         then encoded; ``masks``: the templates' face regions (size x size arrays), or None;
         ``shown``: the flows' scores say where the profile shows the face; ``profile_tone``:
-        keep the profile's skin tone (pixels only); ``fill``: flows to the mirror points for
-        what the profile hides (:func:`warp_init`). Also returns, with ``restore_detail``
+        keep the profile's skin tone (pixels only); ``fill``: flows to stand-ins for what
+        the profile hides (:func:`warp_init`). Also returns, with ``restore_detail``
         (pixels only), what the autoencoder loses of the start in the face region (the
         whole crop without one), in [-1, 1] units; else None."""
         source, target = (profile_px.repeat(template_lat.shape[0], 1, 1, 1), template_px) \
@@ -507,11 +511,12 @@ class ICPortraitPipeline(DiffusionPipeline):
         """``flow_source="mesh"``: flows from the faces' meshes on the latent ``grid``, the
         templates' face masks (from the aligned faces, or from meshes read on the model-size
         crops), with ``pixels`` the flows on the pixel grid (the meshes' own detail, for a
-        warp start in pixels; else None) and, with ``mirror_fill``, the flows to the mirror
-        points on the warp start's grid (else None)."""
+        warp start in pixels; else None) and the flows to stand-ins for what the nearest
+        profile photo hides (:func:`fill_flows`: the other photos, with ``mirror_fill`` the
+        mirror points) on the warp start's grid (None with one photo and no mirror)."""
         from icportrait.faces import face_mask
         from icportrait.pipelines.image_inputs import square_resize
-        from icportrait.pipelines.mesh_flows import crop_mesh, mesh_flows
+        from icportrait.pipelines.mesh_flows import crop_mesh, fill_flows, mesh_flows
 
         size = self.resolution
         if prepared_templates is not None:
@@ -525,8 +530,8 @@ class ICPortraitPipeline(DiffusionPipeline):
         flows = mesh_flows(tmpl, prof, grid, size, device, pixel_grid=pixels)
         fine = {(size, size): flows.pop((size, size))} \
             if pixels and tuple(grid) != (size, size) else None
-        fill = mesh_flows(tmpl, prof, (size, size) if pixels else grid, size, device,
-                          mirror=True) if mirror_fill else None
+        fill = fill_flows(tmpl, prof, (size, size) if pixels else grid, size, device,
+                          mirror=mirror_fill)
         return flows, masks, fine, fill
 
     def _format(self, images: torch.Tensor, output_type: str, prepared, originals,
