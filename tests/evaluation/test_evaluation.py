@@ -70,6 +70,38 @@ def test_real_and_folder_suites(tmp_path, astronaut, grace_hopper):
     assert len(next(s for s in got if s.identity == "ann").profile) == 2
 
 
+def test_people_suites_lay_out_the_photo_sources_once(tmp_path, monkeypatch, grace_hopper):
+    # The installed photo sources only: the real suites also fetch a PyPI source archive.
+    people = {"astronaut": ("skimage", ("astronaut.png",)),
+              "hopper": ("matplotlib", ("grace_hopper.jpg",)),
+              "ann": ("skimage", ("astronaut.png", "camera.png"))}
+    suite = suites.PeopleSuite("people-test", 1, ("hopper", "ann", "astronaut"))
+    root = suites.people_folder(suite, tmp_path, people)
+    assert root == tmp_path / "people-test-v1"
+    assert sorted(str(p.relative_to(root)) for p in root.rglob("*.png")) == [
+        "ann/astronaut.png", "ann/camera.png", "astronaut.png", "hopper.png"]
+    assert [p.name for p in tmp_path.iterdir()] == ["people-test-v1"]  # nothing half-made
+    samples = suites.folder_samples(root)
+    assert len(samples) == 6 and {len(s.profile) for s in samples if s.identity == "ann"} == {2}
+    hopper = next(s for s in samples if s.template_identity == "hopper").template
+    np.testing.assert_array_equal(hopper, grace_hopper)  # under MAX_SIDE: as it ships
+    # Made once: a second call reads the folder and fetches nothing.
+    monkeypatch.setattr("icportrait.data.photos.source_photos", pytest.fail)
+    assert suites.people_folder(suite, tmp_path, people) == root
+    # The named suites are the four people and the two no stage trained on.
+    assert suites.PEOPLE_SUITES["people"].people == ("astronaut", "hopper", "obama", "biden")
+    assert set(suites.PEOPLE_SUITES["people-heldout"].people) == {"hopper", "biden"}
+    assert {"people", "people-heldout"} <= set(suites.SUITE_NAMES)
+
+
+def test_a_missing_source_photo_is_named(tmp_path):
+    suite = suites.PeopleSuite("people-test", 1, ("x", "y"))
+    people = {"x": ("skimage", ("astronaut.png",)), "y": ("skimage", ("nobody.png",))}
+    with pytest.raises(ICPortraitError, match=r"photo source skimage has no nobody\.png"):
+        suites.people_folder(suite, tmp_path, people)
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize("name, message", [
     ("nope", "unknown suite"), ("folder:/does/not/exist", "not found"),
 ])

@@ -37,7 +37,8 @@ def serve(
 
 def evaluate(
     suite: Annotated[str, typer.Option(
-        help="synth-small, synth-full, real, or folder:DIR (your photos, one per person).")],
+        help="synth-small, synth-full, real, people, people-heldout (real people from "
+             "registry packages), or folder:DIR (your photos, one per person).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder (resumable).")],
     model: Model = None,
     baselines: Annotated[str, typer.Option(

@@ -112,6 +112,19 @@ def _fetch(source: PhotoSource, work: Path) -> list[Path]:
     raise ICPortraitError(f"unknown photo source kind {source.kind!r}")
 
 
+def source_photos(name: str, files: tuple[str, ...]) -> list[np.ndarray]:
+    """The photos ``files`` (file names) of photo source ``name``, as the corpus stores them
+    (longest side at most :data:`MAX_SIDE`)."""
+    if name not in SOURCES:
+        raise ICPortraitError(f"unknown photo source {name!r}; known: {', '.join(SOURCES)}")
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = {p.name: p for p in _fetch(SOURCES[name], Path(tmp))}
+        missing = [f for f in files if f not in paths]
+        if missing:
+            raise ICPortraitError(f"photo source {name} has no {', '.join(missing)}")
+        return [_downscale(load_image(paths[f])) for f in files]
+
+
 def _run(cmd: list[str], source: PhotoSource, cwd: Path | None = None) -> None:
     try:
         subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=cwd)

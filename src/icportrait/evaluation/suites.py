@@ -11,6 +11,10 @@
 - ``folder:DIR``: your own photos. Each image directly in DIR is one person; each
   sub-folder is one person with several photos (all used as profile references). Every
   ordered pair of distinct people is a sample, the template being the other's first photo.
+- ``people`` / ``people-heldout``: ``folder:`` suites of the real people in the photo sources
+  (:mod:`icportrait.data.photos`, docs/data-sources.md), laid out once in the cache: four
+  people (the astronaut, Grace Hopper, Obama with three photos, Biden; 12 ordered pairs),
+  and the two of them no stage of the embedded model trained on (Hopper and Biden; 2 pairs).
 
 Suites are rendered once into a cache folder and reused. Changing a suite's definition means
 a new version number, so results stay comparable.
@@ -56,7 +60,33 @@ SYNTH_SUITES = {
                    seed=9_001, feature_spread=1.8),
     )
 }
-SUITE_NAMES = (*SYNTH_SUITES, "real", "folder:DIR")
+
+
+@dataclass(frozen=True)
+class PeopleSuite:
+    name: str
+    version: int
+    people: tuple[str, ...]
+
+    @property
+    def folder_name(self) -> str:
+        return f"{self.name}-v{self.version}"
+
+
+# Each person: the photo source and its files of that person (the first is their template).
+PEOPLE = {
+    "astronaut": ("skimage", ("astronaut.png",)),
+    "hopper": ("matplotlib", ("grace_hopper.jpg",)),
+    "obama": ("face_recognition", ("obama.jpg", "obama2.jpg", "obama3.jpg")),
+    "biden": ("face_recognition", ("biden.jpg",)),
+}
+PEOPLE_SUITES = {
+    s.name: s for s in (
+        PeopleSuite("people", 1, ("astronaut", "hopper", "obama", "biden")),
+        PeopleSuite("people-heldout", 1, ("hopper", "biden")),
+    )
+}
+SUITE_NAMES = (*SYNTH_SUITES, "real", *PEOPLE_SUITES, "folder:DIR")
 
 
 @dataclass
@@ -103,6 +133,8 @@ def load_suite(name: str, cache: Path | None = None, limit: int | None = None) -
         samples = synth_samples(SYNTH_SUITES[name], cache or cache_dir())
     elif name == "real":
         samples = real_samples()
+    elif name in PEOPLE_SUITES:
+        samples = folder_samples(people_folder(PEOPLE_SUITES[name], cache or cache_dir()))
     elif name.startswith("folder:"):
         samples = folder_samples(Path(name.split(":", 1)[1]))
     else:
@@ -176,6 +208,38 @@ def real_samples() -> list[Sample]:
                                   profile=[profile], template=tmpl, identity=p,
                                   template_identity=t, meta={"mirrored_template": mirrored}))
     return out
+
+
+def people_folder(suite: PeopleSuite, cache: Path, people: dict = PEOPLE) -> Path:
+    """The suite's ``folder:`` layout in ``cache``, made once from the photo sources (a person
+    with one photo as ``NAME.png``, with several as ``NAME/FILE.png``), written whole or not
+    at all."""
+    import shutil
+    import tempfile
+
+    from icportrait.data.photos import source_photos
+    from icportrait.io import save_image
+
+    root = cache / suite.folder_name
+    if root.is_dir():
+        return root
+    cache.mkdir(parents=True, exist_ok=True)
+    by_source: dict[str, list[str]] = {}
+    for person in suite.people:
+        source, files = people[person]
+        by_source.setdefault(source, []).append(person)
+    with tempfile.TemporaryDirectory(dir=cache) as tmp:
+        for source, persons in by_source.items():
+            files = [f for p in persons for f in people[p][1]]
+            images = iter(source_photos(source, tuple(files)))
+            for person in persons:
+                names = people[person][1]
+                for name in names:
+                    path = f"{person}/{Path(name).stem}.png" if len(names) > 1 else \
+                        f"{person}.png"
+                    save_image(next(images), Path(tmp) / "suite" / path)
+        shutil.move(Path(tmp) / "suite", root)
+    return root
 
 
 def folder_samples(folder: Path) -> list[Sample]:
