@@ -217,6 +217,38 @@ def test_run_eval_resumes_and_reports(tiny_suite, tmp_path, monkeypatch, dummy_m
     assert "icportrait:no-warp" in page and 'src="samples/icportrait/' in page
     assert (out / "plots" / "vs-yaw-gap.png").is_file()
     assert "| icportrait |" in markdown_table(res)
+    assert "refused" not in markdown_table(res)  # the column shows only when one refused
+
+
+def test_a_sample_a_method_refuses_is_recorded_and_the_run_goes_on(tmp_path, monkeypatch):
+    from icportrait.errors import FaceError
+    from icportrait.evaluation import runner
+
+    real = runner.run_baseline
+    refused = "real-astronaut-as-grace_hopper"
+
+    def swap_or_refuse(method, sample, seed=0):
+        if sample.id == refused:
+            raise FaceError("profile: the face mesh model found no face landmarks")
+        return real(method, sample, seed)
+
+    monkeypatch.setattr(runner, "run_baseline", swap_or_refuse)
+    res = run_eval("real", tmp_path, ["classical-swap"])
+    row = res["summary"]["classical-swap"]
+    assert row["n"] == 4 and row["failed"] == 1 and row["face_detected"] == 0.75
+    assert row["rank1"] == 0.75    # refused: not identified
+    assert row["id_to_profile_n"] == 3    # distances over the three outputs
+    assert "no face landmarks" in res["per_sample"]["classical-swap"][refused]["failed"]
+    assert not (tmp_path / "samples" / "classical-swap" / f"{refused}.png").exists()
+    head, _, cells = (line.split(" | ") for line in markdown_table(res).splitlines())
+    assert cells[head.index("refused")] == "1"
+    page = write_report(tmp_path).read_text()
+    assert "refused: profile: the face mesh model found no face landmarks" in page
+    # Resumed (now with the second judge too), the refusal stands and nothing is rerun.
+    monkeypatch.setattr(runner, "run_baseline", pytest.fail)
+    again = run_eval("real", tmp_path, ["classical-swap"], judges=("dlib", "sface"))
+    assert again["summary"]["classical-swap"]["failed"] == 1
+    assert again["summary"]["classical-swap"]["rank1_sface"] == 0.75
 
 
 def test_eval_cli_errors(tmp_path, capsys):

@@ -21,6 +21,7 @@ COLUMNS = (
     ("id_to_template_sface", "SFace dist → template", "high"),
     ("rank1_sface", "SFace rank-1", "high"),
     ("face_detected", "face found", "high"),
+    ("failed", "refused", "low"),
     ("yaw_error", "yaw err °", "low"),
     ("pitch_error", "pitch err °", "low"),
     ("roll_error", "roll err °", "low"),
@@ -54,9 +55,16 @@ def _fmt(v) -> str:
     return str(v)
 
 
+def _columns(summary: dict, keys: tuple[str, ...] | None = None) -> list[tuple]:
+    """The columns that some method has a value in ("refused": only when one refused)."""
+    return [c for c in COLUMNS if (keys is None or c[0] in keys)
+            and any(s.get(c[0]) if c[0] == "failed" else s.get(c[0]) is not None
+                    for s in summary.values())]
+
+
 def summary_table(results: dict) -> str:
     summary = results["summary"]
-    cols = [c for c in COLUMNS if any(s.get(c[0]) is not None for s in summary.values())]
+    cols = _columns(summary)
     head = "".join(f"<th>{html.escape(t)}{' ↓' if b == 'low' else ' ↑' if b else ''}</th>"
                    for _, t, b in cols)
     rows = []
@@ -75,8 +83,7 @@ def summary_table(results: dict) -> str:
 def markdown_table(results: dict, keys: tuple[str, ...] | None = None) -> str:
     """The summary as a Markdown table (for notes and the README)."""
     summary = results["summary"]
-    cols = [c for c in COLUMNS if (keys is None or c[0] in keys)
-            and any(s.get(c[0]) is not None for s in summary.values())]
+    cols = _columns(summary, keys)
     lines = ["| method | " + " | ".join(t for _, t, _ in cols) + " |",
              "|---|" + "---|" * len(cols)]
     for method, s in summary.items():
@@ -146,7 +153,9 @@ def _grid(results: dict, out: Path, max_rows: int = 24) -> str:
         for m in methods:
             img = out / "samples" / m / f"{sid}.png"
             flow = out / "samples" / m / f"{sid}-flow.png"
-            cell = f'<img src="samples/{m}/{img.name}">' if img.is_file() else "–"
+            failed = results["per_sample"].get(m, {}).get(sid, {}).get("failed")
+            cell = f'<img src="samples/{m}/{img.name}">' if img.is_file() else \
+                html.escape(f"refused: {failed}") if failed else "–"
             if flow.is_file():
                 cell += f'<br><img class="flow" src="samples/{m}/{flow.name}" title="flow">'
             cells.append(f"<td>{cell}</td>")

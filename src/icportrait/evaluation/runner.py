@@ -107,7 +107,9 @@ def run_eval(suite: str, out: Path, methods: list[str], model: Path | None = Non
             path = out / "samples" / method / f"{sample.id}.json"
             if path.is_file():
                 scores[method][sample.id] = json.loads(path.read_text())
-                if second is not None and "embedding_sface" not in scores[method][sample.id]:
+                if scores[method][sample.id].get("failed"):
+                    scores[method][sample.id].setdefault("embedding_sface", None)
+                elif second is not None and "embedding_sface" not in scores[method][sample.id]:
                     if sample.id not in readings:
                         readings[sample.id] = _input_readings(sample, second)
                     _add_second_judge(scores[method][sample.id], second, readings[sample.id],
@@ -176,10 +178,17 @@ def _run_one(method: str, sample: Sample, runner: ModelRunner | None, seed: int,
              readings: dict, path: Path, second=None) -> dict:
     _reset_peak_memory()
     t0 = time.perf_counter()
-    if method in ABLATIONS:
-        result = runner(method, sample)
-    else:
-        result = run_baseline(method, sample, seed)
+    try:
+        result = runner(method, sample) if method in ABLATIONS else \
+            run_baseline(method, sample, seed)
+    except ICPortraitError as exc:
+        # The method refuses this input, as it would a user's (e.g. a render in which the
+        # face mesh finds no face): recorded as a sample with no output, so the run goes on
+        # and the summary counts it (no face found, not identified).
+        d = {"failed": str(exc), "face_detected": 0.0, "embedding": None,
+             **({"embedding_sface": None} if second is not None else {})}
+        atomic_write_text(path, json.dumps(d) + "\n")
+        return d
     seconds = time.perf_counter() - t0
     peak = _peak_memory_mb()
     face = scoring.read_face(result.image)
@@ -245,7 +254,8 @@ def _add_rank1(scores: dict, samples: list[Sample], embed, key: str, out: str,
 
 
 def summarize(per_sample: dict[str, dict]) -> dict:
-    out: dict = {"n": len(per_sample)}
+    out: dict = {"n": len(per_sample),
+                 "failed": sum(1 for d in per_sample.values() if d.get("failed"))}
     for key in SUMMARY_KEYS:
         vals = [float(d[key]) for d in per_sample.values()
                 if d.get(key) is not None and np.isfinite(float(d[key]))]
