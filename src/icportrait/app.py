@@ -116,7 +116,8 @@ class _Handlers:
 
     @staticmethod
     def settings(steps, seed, mask_ratio, profile_face=None, template_face=None,
-                 strength=None, mirror_fill=False, profile_tone=False) -> Settings:
+                 strength=None, mirror_fill=False, profile_tone=False,
+                 photo_fill=False) -> Settings:
         # The API takes any number: bound the work one request can ask for.
         if not 1 <= int(steps) <= MAX_STEPS:
             raise ICPortraitError(f"steps must be in [1, {MAX_STEPS}], got {steps}")
@@ -125,7 +126,8 @@ class _Handlers:
         return Settings(steps=int(steps), seed=int(seed or 0), mask_ratio=float(mask_ratio),
                         profile_face=faces[0], template_face=faces[1],
                         strength=None if strength is None else check_strength(float(strength)),
-                        mirror_fill=bool(mirror_fill), profile_tone=bool(profile_tone))
+                        mirror_fill=bool(mirror_fill), profile_tone=bool(profile_tone),
+                        photo_fill=bool(photo_fill))
 
     @staticmethod
     def faces_found(files, template_path) -> tuple[list, str]:
@@ -184,7 +186,7 @@ class _Handlers:
 
     def generate(self, files, template_path, yaw, pitch, roll, direction, colour, steps, seed,
                  mask_ratio, profile_face=None, template_face=None, strength=None,
-                 mirror_fill=False, profile_tone=False):
+                 mirror_fill=False, profile_tone=False, photo_fill=False):
         t0 = time.perf_counter()
         profiles, names = self.profiles(files)
         photo = self.template_photo(template_path)
@@ -192,7 +194,7 @@ class _Handlers:
         pose = None if photo is not None else parse_pose(f"yaw={yaw},pitch={pitch},roll={roll}")
         settings = self.settings(steps, seed, mask_ratio, profile_face,
                                  template_face if photo is not None else None, strength,
-                                 mirror_fill, profile_tone)
+                                 mirror_fill, profile_tone, photo_fill)
         template = make_template(photo, pose, light, face=settings.template_face)
         what = "template photo" if photo is not None else "rendered pose template"
         result = self.run(profiles, names, template, settings, f"the {what}")
@@ -208,6 +210,7 @@ class _Handlers:
                   f"light {direction}{'' if light is None else ' ' + colour}, "
                   f"{settings.steps} steps, strength {settings.strength or 'default'}, "
                   f"seed {settings.seed}"
+                  f"{', photo fill' if settings.photo_fill else ''}"
                   f"{', mirror fill' if settings.mirror_fill else ''}"
                   f"{', profile skin tone' if settings.profile_tone else ''}.")
         sidecar = self.record(out, {**settings.to_dict(), "profiles": len(profiles),
@@ -219,13 +222,13 @@ class _Handlers:
 
     def sweep(self, kind, files, template_path, yaw, pitch, roll, direction, colour, steps,
               seed, mask_ratio, profile_face=None, template_face=None, strength=None,
-              mirror_fill=False, profile_tone=False, progress=None):
+              mirror_fill=False, profile_tone=False, photo_fill=False, progress=None):
         profiles, names = self.profiles(files)
         photo = self.template_photo(template_path)
         use_photo = photo is not None and kind == "light"
         settings = self.settings(steps, seed, mask_ratio, profile_face,
                                  template_face if use_photo else None, strength, mirror_fill,
-                                 profile_tone)
+                                 profile_tone, photo_fill)
         note = ""
         if kind == "pose":
             # A photo has one pose: a pose sweep renders the neutral head instead.
@@ -314,6 +317,10 @@ def build_app(pipe, workdir: Path, max_upload_mb: int = 20) -> gr.Blocks:
                               f"model's default {pipe.config.default_strength:g})",
                         elem_id="strength")
                     with gr.Row():
+                        photo_fill = gr.Checkbox(
+                            False, label="Photo fill (what the profile photo nearest the "
+                                         "template's pose does not show, from the others)",
+                            elem_id="photo-fill")
                         mirror_fill = gr.Checkbox(
                             False, label="Mirror fill (the side of the face the profile "
                                          "photos do not show, from its other side)",
@@ -345,7 +352,8 @@ def build_app(pipe, workdir: Path, max_upload_mb: int = 20) -> gr.Blocks:
                                     interactive=False, elem_id="downloads")
 
         inputs = [profiles, template, yaw, pitch, roll, direction, colour, steps, seed,
-                  mask_ratio, profile_face, template_face, strength, mirror_fill, profile_tone]
+                  mask_ratio, profile_face, template_face, strength, mirror_fill, profile_tone,
+                  photo_fill]
         for upload in (profiles, template):
             upload.change(_user_errors(h.faces_found), [profiles, template],
                           [found, found_note], concurrency_limit=1, concurrency_id="faces")

@@ -164,14 +164,15 @@ def test_generate_with_a_model_folder(photos, tmp_path, capsys, dummy_model_dir)
     crop = tmp_path / "out" / "crop.png"
     assert main(["generate", "--profile", str(photos / "astronaut.png"), "--template",
                  str(photos / "grace.jpg"), "-o", str(crop), "--model", str(dummy_model_dir),
-                 "--steps", "1", "--crop", "--mirror-fill", "--profile-tone",
+                 "--steps", "1", "--crop", "--photo-fill", "--mirror-fill", "--profile-tone",
                  "--no-restore-detail"]) == 0
     assert Image.open(crop).size == (32, 32)  # the model's resolution
     sidecar = json.loads(crop.with_suffix(".json").read_text())
     assert not sidecar["paste_back"] and sidecar["output"] == "the model-resolution crop"
     assert sidecar["mirror_fill"] and sidecar["profile_tone"] and not sidecar["restore_detail"]
+    assert sidecar["photo_fill"]
     first = json.loads(out.with_suffix(".json").read_text())
-    assert not first["mirror_fill"] and first["restore_detail"]
+    assert not first["mirror_fill"] and not first["photo_fill"] and first["restore_detail"]
     code = main(["generate", "--profile", str(photos / "astronaut.png"), "--template",
                  str(photos / "grace.jpg"), "-o", str(out), "--model", str(tmp_path / "none")])
     assert code == 2

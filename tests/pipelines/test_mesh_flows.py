@@ -52,7 +52,7 @@ def test_mesh_flows_follow_the_mesh_with_confidence_where_the_profile_shows_it(
     turned = mesh_flows([template], profiles[:1], (16, 16), 128)[(16, 16)]
     assert turned.score.sum() < 0.9 * m.score.sum()
     # It shows more of the mirror images of what it hides.
-    assert fill_flows([template], profiles[:1], (16, 16), 128) is None  # nothing to stand in
+    assert fill_flows([template], profiles[:1], (16, 16), 128, photos=True) is None  # no other
     mirror = fill_flows([template], profiles[:1], (16, 16), 128, mirror=True)[(16, 16)]
     hidden = (turned.score < 0.5) & (m.score > 0)
     assert hidden.any() and mirror.score[hidden].mean() > turned.score[hidden].mean() + 0.3
@@ -69,8 +69,9 @@ def test_fill_flows_take_what_the_nearest_photo_hides_from_the_photo_that_shows_
     left, right, near = turned(0.7), turned(-0.7), turned(0.3)
     hides = mesh_flows([template], [near], (16, 16), 128)[(16, 16)]
     # The template's nearest photo is `near`; what it hides comes from another photo.
+    assert fill_flows([template], [near, left, right], (16, 16), 128) is None  # not asked
     for others, shows in (([left, right], 2), ([right, left], 1)):
-        fill = fill_flows([template], [near, *others], (16, 16), 128)[(16, 16)]
+        fill = fill_flows([template], [near, *others], (16, 16), 128, photos=True)[(16, 16)]
         assert fill.flow.shape == (1, 2, 16, 16) and not (fill.ref == 0).any()
         hidden = (hides.score < 0.5) & (fill.score > 0.9)
         assert hidden.sum() >= 4
@@ -83,7 +84,8 @@ def test_fill_flows_take_what_the_nearest_photo_hides_from_the_photo_that_shows_
         # `near` hides the side that `right` (turned the other way) shows
         assert set(fill.ref[hidden].tolist()) == {shows}
     # With the mirror images too, a real view still wins where it shows the point squarely.
-    both = fill_flows([template], [near, left, right], (16, 16), 128, mirror=True)[(16, 16)]
+    both = fill_flows([template], [near, left, right], (16, 16), 128, photos=True,
+                      mirror=True)[(16, 16)]
     assert (both.score >= fill.score).all()
     squarely = hidden & (fill.score == 1)
     assert squarely.any() and (both.ref[squarely] > 0).all()
@@ -129,7 +131,7 @@ def test_mesh_flow_in_the_pipeline_on_real_photos(astronaut, grace_hopper):
         assert torch.equal(other.flow, image.flow), option
 
 
-def test_a_second_profile_photo_fills_in_what_the_nearest_one_hides():
+def test_with_photo_fill_a_second_profile_photo_fills_in_what_the_nearest_one_hides():
     from icportrait.faces import prepare_face
     from icportrait.generation import make_template
     from icportrait.generation.pose_templates import parse_pose
@@ -138,7 +140,8 @@ def test_a_second_profile_photo_fills_in_what_the_nearest_one_hides():
     template, near, far = (make_template(pose=parse_pose(f"yaw={y}")) for y in (-15, -40, 40))
     one, two = (pipe(profiles, template, num_inference_steps=4, strength=0.5,
                      align_faces=True, output_type="pt", flow_source="mesh",
-                     warp_space="image", generator=torch.Generator().manual_seed(0))
+                     warp_space="image", photo_fill=True,
+                     generator=torch.Generator().manual_seed(0))
                 for profiles in ([near], [near, far]))
     # The flow is to the nearest photo, as with it alone.
     assert torch.equal(two.flow_ref, torch.zeros_like(two.flow_ref))
@@ -149,11 +152,17 @@ def test_a_second_profile_photo_fills_in_what_the_nearest_one_hides():
              for im in (template, near, far)]
     grid = (pipe.resolution,) * 2
     shown = mesh_flows(faces[:1], faces[1:2], grid, pipe.resolution)[grid].score[0]
-    other = fill_flows(faces[:1], faces[1:], grid, pipe.resolution)[grid].score[0]
+    other = fill_flows(faces[:1], faces[1:], grid, pipe.resolution, photos=True)[grid].score[0]
     change = (two.images - one.images).abs().mean((0, 1))
     filled, kept = (shown < 0.2) & (other > 0.8), shown == 1
     assert filled.sum() >= 20 and kept.sum() >= 100
     assert change[filled].mean() > 3 * change[kept].mean()
+    # Off (the default), the second photo does not reach the face's hidden side.
+    off = pipe([near, far], template, num_inference_steps=4, strength=0.5, align_faces=True,
+               output_type="pt", flow_source="mesh", warp_space="image",
+               generator=torch.Generator().manual_seed(0))
+    change = (off.images - one.images).abs().mean((0, 1))
+    assert change[filled].mean() < 2 * change[kept].mean()
 
 
 def test_unaligned_inputs_without_a_face_are_refused_in_mesh_mode():

@@ -100,8 +100,9 @@ def test_requests_are_bounded(tmp_path):
         h.settings(10, 0, 0.8, strength=1.5)
     assert h.settings(10, 0, 0.8, strength=0.5).strength == 0.5
     assert h.settings(10, 0, 0.8).strength is None   # the model's own default
-    assert not h.settings(10, 0, 0.8).mirror_fill
+    assert not h.settings(10, 0, 0.8).mirror_fill and not h.settings(10, 0, 0.8).photo_fill
     assert h.settings(10, 0, 0.8, mirror_fill=1, profile_tone=1).profile_tone is True
+    assert h.settings(10, 0, 0.8, photo_fill=1).photo_fill is True
 
 
 def test_binds_localhost_and_serves_nothing_outside_its_outputs(server):
@@ -225,7 +226,7 @@ def test_page_loads(server, browser):
     _open(browser, url)
     assert browser.title == "IC-Portrait"
     for elem_id in ("profiles", "template", "yaw", "pitch", "roll", "pose-sweep",
-                    "mirror-fill", "profile-tone",
+                    "photo-fill", "mirror-fill", "profile-tone",
                     "light-sweep", "portrait", "flow", "used", "status"):
         assert browser.find_elements(By.ID, elem_id), elem_id
     assert _shot(browser, "01-page-loaded").stat().st_size > 0
@@ -240,15 +241,15 @@ def test_generate_from_a_template_photo(server, browser, photos):
     _upload(browser, "profiles", photos / "astronaut.png")
     _upload(browser, "template", photos / "grace.png")
     _set_slider(browser, "steps", 2)
-    for option in ("mirror-fill", "profile-tone"):
+    for option in ("photo-fill", "mirror-fill", "profile-tone"):
         browser.find_element(By.CSS_SELECTOR, f"#{option} input[type=checkbox]").click()
     browser.find_element(By.ID, "generate").click()
     _wait(browser, lambda d: _status(d).startswith("Done"))
     assert "your template photo" in _status(browser)
     newest = max((workdir / "outputs").glob("*/run.json"), key=lambda p: p.stat().st_mtime)
     run = json.loads(newest.read_text())
-    assert run["mirror_fill"] is True and run["profile_tone"] is True
-    assert _status(browser).endswith("mirror fill, profile skin tone.")
+    assert run["photo_fill"] and run["mirror_fill"] and run["profile_tone"]
+    assert _status(browser).endswith("photo fill, mirror fill, profile skin tone.")
     for elem_id in ("portrait", "flow", "used"):
         img = browser.find_element(By.CSS_SELECTOR, f"#{elem_id} img")
         _wait(browser, lambda d, img=img: d.execute_script(

@@ -48,8 +48,8 @@ def evaluate(
     ablations: Annotated[str, typer.Option(
         help="Comma list of IC-Portrait ablations (no-warp, zero-shot, net-flow, mesh-flow, "
              "latent-warp, image-warp, mask-0.5, mask-0.95, single-ref, per-step, base-only, "
-             "from-noise, gt-flow, no-confidence, mirror-fill, profile-tone, no-detail, "
-             "appearance-per-step), 'all' or ''.")] = "",
+             "from-noise, gt-flow, no-confidence, photo-fill, mirror-fill, profile-tone, "
+             "no-detail, appearance-per-step), 'all' or ''.")] = "",
     baselines_only: Annotated[
         bool, typer.Option(help="Skip the model: run the baselines only.")] = False,
     judges: Annotated[str, typer.Option(

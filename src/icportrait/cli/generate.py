@@ -58,6 +58,10 @@ def generate(
     template_face: Annotated[int | None, typer.Option(
         help="Which face of the template photo(s), by index (default: the largest).")
     ] = None,
+    photo_fill: Annotated[bool, typer.Option(
+        help="With several profile photos: fill what the one nearest the template's pose does "
+             "not show (a turned head's far side) from the others, instead of the template's "
+             "face.")] = False,
     mirror_fill: Annotated[bool, typer.Option(
         help="Fill the side of the face the profile photos do not show (a turned head) from "
              "the mirror image of its other side, instead of the template's face.")] = False,
@@ -102,7 +106,8 @@ def generate(
         check_strength(strength, "--strength")
     settings = Settings(steps=steps, strength=strength, seed=seed, mask_ratio=mask_ratio,
                         paste_back=paste_back, profile_face=profile_face,
-                        template_face=template_face, mirror_fill=mirror_fill,
+                        template_face=template_face, photo_fill=photo_fill,
+                        mirror_fill=mirror_fill,
                         profile_tone=profile_tone, restore_detail=restore_detail)
     t0 = time.perf_counter()
     pipe = load_pipeline(model, device, dtype)

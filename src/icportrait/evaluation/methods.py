@@ -21,8 +21,10 @@ pasted back) and, for IC-Portrait, the matching flow.
   would give), ``icportrait:no-confidence`` (warped features not weighted by the match
   confidence, for an appearance net trained with ``confidence_gate``; and the face warped
   even where a mesh or given flow says the profile does not show it),
-  ``icportrait:mirror-fill`` (mesh flows: where the profile does not show a point of the
-  template's face, the mirror image of the profile's other side instead of the template),
+  ``icportrait:photo-fill`` (mesh flows: where the profile photo nearest the template's pose
+  does not show a point of its face, another profile photo that shows it instead of the
+  template), ``icportrait:mirror-fill`` (likewise, also the mirror image of a profile's
+  other side),
   ``icportrait:profile-tone`` (the warped face keeps the profile's mean colour, its skin
   tone, instead of taking the template's), ``icportrait:no-detail`` (the portrait as the
   autoencoder decodes it, without the warp start's face detail that it loses added back),
@@ -65,6 +67,7 @@ ABLATIONS = {
     "icportrait:image-warp": {"warp_space": "image"},
     "icportrait:latent-warp": {"warp_space": "latent"},
     "icportrait:no-confidence": {"use_confidence": False},
+    "icportrait:photo-fill": {"photo_fill": True},
     "icportrait:mirror-fill": {"mirror_fill": True},
     "icportrait:profile-tone": {"profile_tone": True},
     "icportrait:no-detail": {"restore_detail": False},

@@ -24,6 +24,7 @@ class Settings:
     paste_back: bool = False
     profile_face: int | None = None   # which face of the profile photos (index, left to right)
     template_face: int | None = None  # which face of the template photo
+    photo_fill: bool = False          # what the nearest profile photo hides, from the others
     mirror_fill: bool = False         # the face's hidden side from the profile's other side
     profile_tone: bool = False        # keep the profile's skin tone (docs/sampling.md)
     restore_detail: bool = True       # the warp start's face detail the autoencoder loses
@@ -68,7 +69,8 @@ def generate_portrait(pipe, profiles: list[np.ndarray], template: np.ndarray,
     out = pipe(profiles, template, num_inference_steps=settings.steps,
                strength=settings.strength, mask_ratio=settings.mask_ratio, align_faces=True,
                profile_face=settings.profile_face, template_face=settings.template_face,
-               paste_back=settings.paste_back, mirror_fill=settings.mirror_fill,
+               paste_back=settings.paste_back, photo_fill=settings.photo_fill,
+               mirror_fill=settings.mirror_fill,
                profile_tone=settings.profile_tone, restore_detail=settings.restore_detail,
                output_type="np",
                generator=torch.Generator(pipe.device).manual_seed(settings.seed))

@@ -38,7 +38,8 @@ def _rescaled(prepared, photo: np.ndarray, size: int):
 def paste_full_resolution(portrait: np.ndarray, template, template_photo: np.ndarray,
                           profiles: list, profile_photos: list[np.ndarray], keep: float,
                           use_confidence: bool, profile_tone: bool,
-                          mirror_fill: bool = False) -> np.ndarray:
+                          photo_fill: bool = False, mirror_fill: bool = False
+                          ) -> np.ndarray:
     """``portrait`` (the model's crop, ``(S, S, 3)`` float in [0, 1]) pasted back into
     ``template_photo`` at the photo's own scale, its face given the warp start's detail above
     the model's resolution times ``keep`` (the share of the start the sample keeps).
@@ -54,7 +55,8 @@ def paste_full_resolution(portrait: np.ndarray, template, template_photo: np.nda
     refs = [_rescaled(p, photo, size) for p, photo in zip(profiles, profile_photos, strict=True)]
     meshes = [m for _, m, _ in refs]
     flows = mesh_flows([mesh], meshes, (size, size), size)
-    fill = fill_flows([mesh], meshes, (size, size), size, mirror=mirror_fill)
+    fill = fill_flows([mesh], meshes, (size, size), size, photos=photo_fill,
+                      mirror=mirror_fill)
     region = torch.from_numpy(mask)[None, None]
 
     def pixels(images: list[np.ndarray]) -> torch.Tensor:

@@ -73,26 +73,26 @@ def mesh_flows(template_meshes: list[np.ndarray], profile_meshes: list[np.ndarra
 
 
 def fill_flows(template_meshes: list[np.ndarray], profile_meshes: list[np.ndarray],
-               grid: tuple[int, int], size: int, device=None, mirror: bool = False
-               ) -> dict | None:
+               grid: tuple[int, int], size: int, device=None, photos: bool = False,
+               mirror: bool = False) -> dict | None:
     """Flows ``{grid: Match}`` to stand-ins for what each template's
     :func:`closest_reference` does not show (the far side of a turned head): per cell, of
-    the other profile photos' same points (and with ``mirror``, every photo's mirror images
-    of them across its face), the one that photo shows best, and that score. The other
-    photos come first, so a real view wins a tie with a mirror image. None when there is
-    nothing to stand in (one photo, no ``mirror``)."""
+    the other profile photos' same points (``photos``) and every photo's mirror images of
+    them across its face (``mirror``), the one shown best, and that score. The other photos
+    come first, so a real view wins a tie with a mirror image. None when there is nothing
+    to stand in."""
     from icportrait.faces.correspondence import face_mesh_correspondence, surface_depth
     from icportrait.faces.topology import mirror_pairs
 
     n = len(profile_meshes)
-    if n == 1 and not mirror:
+    if not mirror and not (photos and n > 1):
         return None
     pairs = mirror_pairs() if mirror else None
     depths: dict[int, np.ndarray] = {}
     flows, scores, refs = [], [], []
     for tm in template_meshes:
         r0 = closest_reference(tm, profile_meshes)
-        candidates = [(r, None) for r in range(n) if r != r0]
+        candidates = [(r, None) for r in range(n) if r != r0] if photos else []
         candidates += [(r, pairs) for r in range(n)] if mirror else []
         best_flow = np.zeros((2, *grid), np.float32)
         best = np.full(grid, -1.0)

@@ -221,6 +221,7 @@ class ICPortraitPipeline(DiffusionPipeline):
         warp_profile: bool = True,
         warp_space: str | None = None,
         flow_source: str | None = None,
+        photo_fill: bool = False,
         mirror_fill: bool = False,
         profile_tone: bool = False,
         restore_detail: bool = True,
@@ -276,15 +277,17 @@ class ICPortraitPipeline(DiffusionPipeline):
                 ``net``, the matching net; ``mesh``, the face toolkit's meshes of the two
                 faces (piecewise affine, the classical swap's correspondence; follows a turned
                 head), each template matched to the one profile photo nearest its pose, with
-                confidence 0 outside the template's mesh; what that photo does not show (the
-                far side of a turned head) is blended in from the other profile photos where
-                they show it, and kept from the template where none does. Precomputed
-                ``flows`` replace both.
-            mirror_fill: with mesh flows, a point of the template's face that no profile
-                photo shows is also taken from its mirror image across a profile face where
-                that shows, instead of keeping the template there (ablation
-                ``mirror-fill``; off by default: seams where the two sides meet,
+                confidence 0 outside the template's mesh, where the template is kept.
+                Precomputed ``flows`` replace both.
+            photo_fill: with mesh flows and several profile photos, a point of the
+                template's face that the nearest photo does not show (the far side of a
+                turned head) is taken from another photo where that shows it, instead of
+                keeping the template there (ablation ``photo-fill``; off by default: no
+                nearer the truth, and seams where two photos' shading meet,
                 docs/sampling.md).
+            mirror_fill: with mesh flows, such a point is also taken from its mirror image
+                across a profile face where that shows (ablation ``mirror-fill``; off by
+                default: seams where the two sides meet, docs/sampling.md).
             profile_tone: with ``warp_space="image"``, the warped face keeps the profile's
                 skin tone (its mean colour, and with it the profile photo's light colour)
                 under the template's light, instead of the template's (ablation
@@ -407,7 +410,7 @@ class ICPortraitPipeline(DiffusionPipeline):
         elif needs_flow and flow_source == "mesh":
             flows, masks, start_flows, fill = self._mesh_flows(
                 profiles, templates, prepared_profiles, prepared_templates, (h, w), device,
-                pixels=warp_space == "image", mirror_fill=mirror_fill)
+                pixels=warp_space == "image", photo_fill=photo_fill, mirror_fill=mirror_fill)
             mesh_start = True
         elif needs_flow:
             match_noise = randn_tensor((b, k * c, h, 2 * w), generator=generator, device=device,
@@ -467,7 +470,7 @@ class ICPortraitPipeline(DiffusionPipeline):
         # Pasted back, the face gets the warp start's detail at the photo's own resolution.
         full = dict(profiles=prepared_profiles, profile_photos=profile_photos,
                     keep=1 - strength, use_confidence=shown, profile_tone=profile_tone,
-                    mirror_fill=mirror_fill) \
+                    photo_fill=photo_fill, mirror_fill=mirror_fill) \
             if paste_back and detail is not None and mesh_start else None
         output = self._format(images, output_type, prepared_templates if paste_back else None,
                               originals if paste_back else None, full)
@@ -507,13 +510,14 @@ class ICPortraitPipeline(DiffusionPipeline):
         return latents, lost if region is None else region * lost
 
     def _mesh_flows(self, profiles, templates, prepared_profiles, prepared_templates, grid,
-                    device, pixels: bool = False, mirror_fill: bool = False):
+                    device, pixels: bool = False, photo_fill: bool = False,
+                    mirror_fill: bool = False):
         """``flow_source="mesh"``: flows from the faces' meshes on the latent ``grid``, the
         templates' face masks (from the aligned faces, or from meshes read on the model-size
         crops), with ``pixels`` the flows on the pixel grid (the meshes' own detail, for a
         warp start in pixels; else None) and the flows to stand-ins for what the nearest
-        profile photo hides (:func:`fill_flows`: the other photos, with ``mirror_fill`` the
-        mirror points) on the warp start's grid (None with one photo and no mirror)."""
+        profile photo hides (:func:`fill_flows`: with ``photo_fill`` the other photos, with
+        ``mirror_fill`` the mirror points) on the warp start's grid (else None)."""
         from icportrait.faces import face_mask
         from icportrait.pipelines.image_inputs import square_resize
         from icportrait.pipelines.mesh_flows import crop_mesh, fill_flows, mesh_flows
@@ -531,7 +535,7 @@ class ICPortraitPipeline(DiffusionPipeline):
         fine = {(size, size): flows.pop((size, size))} \
             if pixels and tuple(grid) != (size, size) else None
         fill = fill_flows(tmpl, prof, (size, size) if pixels else grid, size, device,
-                          mirror=mirror_fill)
+                          photos=photo_fill, mirror=mirror_fill)
         return flows, masks, fine, fill
 
     def _format(self, images: torch.Tensor, output_type: str, prepared, originals,
