@@ -23,7 +23,7 @@ import torch
 
 from icportrait import __version__
 from icportrait.defaults import EVAL_STEPS
-from icportrait.errors import ICPortraitError
+from icportrait.errors import FaceError, ICPortraitError, ImageError
 from icportrait.evaluation import scoring
 from icportrait.evaluation.methods import (
     ABLATIONS,
@@ -181,10 +181,11 @@ def _run_one(method: str, sample: Sample, runner: ModelRunner | None, seed: int,
     try:
         result = runner(method, sample) if method in ABLATIONS else \
             run_baseline(method, sample, seed)
-    except ICPortraitError as exc:
+    except (FaceError, ImageError) as exc:
         # The method refuses this input, as it would a user's (e.g. a render in which the
         # face mesh finds no face): recorded as a sample with no output, so the run goes on
-        # and the summary counts it (no face found, not identified).
+        # and the summary counts it (no face found, not identified). Other errors (settings,
+        # model files) still stop the run.
         d = {"failed": str(exc), "face_detected": 0.0, "embedding": None,
              **({"embedding_sface": None} if second is not None else {})}
         atomic_write_text(path, json.dumps(d) + "\n")

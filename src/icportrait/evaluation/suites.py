@@ -226,8 +226,7 @@ def people_folder(suite: PeopleSuite, cache: Path, people: dict = PEOPLE) -> Pat
     cache.mkdir(parents=True, exist_ok=True)
     by_source: dict[str, list[str]] = {}
     for person in suite.people:
-        source, files = people[person]
-        by_source.setdefault(source, []).append(person)
+        by_source.setdefault(people[person][0], []).append(person)
     with tempfile.TemporaryDirectory(dir=cache) as tmp:
         for source, persons in by_source.items():
             files = [f for p in persons for f in people[p][1]]
